@@ -1,0 +1,83 @@
+"""The batching rule: at most `max_count` messages and `max_bytes` of body per request.
+
+Messages arrive already encoded (bytes); a batch body is their join, so each message is
+encoded once. The byte limit is checked before a message is added.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, Union
+
+from .encode import encode
+
+MAX_BATCH_BYTES = 500_000
+MAX_MESSAGE_BYTES = 32_768
+
+_HEAD = b'{"batch":['
+_TAIL = b'],"sentAt":"'
+# sentAt is always written with milliseconds and an offset, so its length is fixed.
+_SENT_AT_LEN = len("2000-01-01T00:00:00.000+00:00")
+_OVERHEAD = len(_HEAD) + len(_TAIL) + _SENT_AT_LEN + len(b'"}')
+
+
+def sent_at() -> str:
+    """Now, as the batch's `sentAt`."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def body(items: list[bytes], sent: str | None = None) -> bytes:
+    """The request body for already encoded messages."""
+    stamp = (sent or sent_at()).encode("ascii")
+    return b"".join((_HEAD, b",".join(items), _TAIL, stamp, b'"}'))
+
+
+class Batcher:
+    """Collects encoded messages into one request body within the count and byte limits."""
+
+    def __init__(self, max_count: int = 100, max_bytes: int = MAX_BATCH_BYTES) -> None:
+        if max_count < 1:
+            raise ValueError("max_count must be at least 1")
+        if max_bytes < _OVERHEAD + MAX_MESSAGE_BYTES:
+            raise ValueError(f"max_bytes must be at least {_OVERHEAD + MAX_MESSAGE_BYTES}")
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.items: list[bytes] = []
+        self._size = _OVERHEAD
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def fits(self, item: bytes) -> bool:
+        """Whether `item` can join without breaking either limit."""
+        extra = len(item) + (1 if self.items else 0)
+        return len(self.items) < self.max_count and self._size + extra <= self.max_bytes
+
+    def add(self, item: Union[bytes, Mapping[str, Any]]) -> bool:
+        """Add a message (encoded bytes or a dict); False, and nothing added, if it won't fit."""
+        data = item if isinstance(item, bytes) else encode(item)
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise ValueError(f"message is {len(data)} bytes, over {MAX_MESSAGE_BYTES}")
+        if not self.fits(data):
+            return False
+        self._size += len(data) + (1 if self.items else 0)
+        self.items.append(data)
+        return True
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.max_count
+
+    @property
+    def size(self) -> int:
+        """Bytes of the body this batch would make."""
+        return self._size
+
+    def body(self, sent: str | None = None) -> bytes:
+        return body(self.items, sent)
+
+    def take(self) -> list[bytes]:
+        """The collected messages; the batcher starts empty again."""
+        items, self.items, self._size = self.items, [], _OVERHEAD
+        return items

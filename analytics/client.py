@@ -1,0 +1,392 @@
+"""`Client`: validates and encodes on the caller's thread, queues, and owns its consumer.
+
+The hot path (`track` and friends) is: build the message, encode it once, `put_nowait`.
+Thread start, fork recovery and error reporting live off that path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Callable, Optional, Union
+
+from . import lifecycle, messages
+from .batch import MAX_MESSAGE_BYTES
+from .consumer import Consumer
+from .delivery import Delivery
+from .encode import encode
+from .errors import ClientShutdown, DeliveryError, MessageTooLarge, QueueFull, ValidationError
+from .log import Throttle, logger
+from .stats import Stats
+from .transport import DEFAULT_HOST, Transport
+
+Message = dict[str, Any]
+Result = tuple[bool, Message]
+OnError = Callable[[Exception, list[Message]], Any]
+
+
+def _number(name: str, value: Any, minimum: float, integer: bool = False) -> Any:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
+        kind = "an int" if integer else "a number"
+        raise ValidationError(f"{name} must be {kind} >= {minimum}, not {value!r}")
+    return value
+
+
+def _pick(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
+    if value is not None and alias_value is not None and value != alias_value:
+        raise ValidationError(f"{name}={value!r} and its alias {alias}={alias_value!r} disagree")
+    if value is not None:
+        return value
+    return alias_value if alias_value is not None else default
+
+
+class Client:
+    """A client for one source (write key): its own queue, consumer thread and session."""
+
+    def __init__(
+        self,
+        write_key: Optional[str] = None,
+        host: Optional[str] = None,
+        debug: bool = False,
+        max_queue_size: int = 10000,
+        send: Optional[bool] = None,
+        on_error: Optional[OnError] = None,
+        gzip: bool = False,
+        max_retries: int = 10,
+        sync_mode: bool = False,
+        timeout: float = 15,
+        proxies: Optional[dict[str, str]] = None,
+        thread: int = 1,
+        upload_size: Optional[int] = None,
+        upload_interval: Optional[float] = None,
+        log_handler: Optional[logging.Handler] = None,
+        *,
+        stub: Optional[bool] = None,
+        batch_size: Optional[int] = None,
+        flush_interval: Optional[float] = None,
+        shutdown_timeout: float = 5,
+    ) -> None:
+        send_stub = None if send is None else not send
+        self.stub: bool = bool(_pick("stub", stub, "send", send_stub, False))
+        if not self.stub and (not isinstance(write_key, str) or not write_key):
+            raise ValidationError("write_key is required (a non-empty str) unless stub=True")
+        if host is None:
+            host = DEFAULT_HOST
+        if not isinstance(host, str) or not host.startswith(("http://", "https://")):
+            raise ValidationError(f"host must be an http(s) URL, not {host!r}")
+        if on_error is not None and not callable(on_error):
+            raise ValidationError("on_error must be callable")
+        if proxies is not None and not isinstance(proxies, Mapping):
+            raise ValidationError("proxies must be a dict, as requests takes them")
+        self.host = host
+        self.on_error = on_error
+        self.debug = bool(debug)
+        self.gzip = bool(gzip)
+        self.sync_mode = bool(sync_mode)
+        self.proxies = dict(proxies) if proxies is not None else None
+        self.max_queue_size = _number("max_queue_size", max_queue_size, 1, integer=True)
+        self.max_retries = _number("max_retries", max_retries, 0, integer=True)
+        self.timeout = _number("timeout", timeout, 0.001)
+        self.shutdown_timeout = _number("shutdown_timeout", shutdown_timeout, 0)
+        self.batch_size = _number(
+            "batch_size", _pick("batch_size", batch_size, "upload_size", upload_size, 100), 1,
+            integer=True,
+        )  # fmt: skip
+        self.flush_interval = _number(
+            "flush_interval",
+            _pick("flush_interval", flush_interval, "upload_interval", upload_interval, 0.5),
+            0,
+        )
+        del thread  # Segment's option: this library always runs one consumer per client
+        self._write_key = write_key or ""
+        if debug:
+            logger.setLevel(logging.DEBUG)
+        if log_handler is not None:
+            logger.addHandler(log_handler)
+        self.sent: list[Message] = []  # stub mode: what would have been sent
+        self._closed = False
+        self._full_warning = Throttle()
+        self._start_process_state()
+        lifecycle.register(self)
+
+    def _start_process_state(self) -> None:
+        """Everything that belongs to one process: rebuilt in a forked child."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._queue: queue.Queue[Any] = queue.Queue(self.max_queue_size)
+        self._stats = Stats()
+        self._abort = threading.Event()
+        self._transport = Transport(
+            self._write_key, self.host, self.timeout, self.proxies, self.gzip
+        )
+        self._delivery = Delivery(
+            self._transport, self._stats, self._lost, self.max_retries, self._abort
+        )
+        self._consumer: Optional[Consumer] = None
+
+    def __repr__(self) -> str:
+        mode = "stub" if self.stub else "sync" if self.sync_mode else "queue"
+        return f"<analytics.Client host={self.host!r} mode={mode} closed={self._closed}>"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown(timeout=self.shutdown_timeout)
+
+    @property
+    def queue(self) -> queue.Queue[Any]:
+        """The bounded queue of encoded messages waiting for the consumer."""
+        return self._queue
+
+    # -- the six calls ---------------------------------------------------------------------
+
+    def track(
+        self,
+        user_id: Optional[messages.Id] = None,
+        event: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Optional[messages.Timestamp] = None,
+        anonymous_id: Optional[messages.Id] = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[messages.Id] = None,
+    ) -> Result:
+        """Record an action the user did."""
+        return self._enqueue(
+            messages.track(
+                user_id, event, properties, context, timestamp, anonymous_id, integrations,
+                message_id,
+            )
+        )  # fmt: skip
+
+    def identify(
+        self,
+        user_id: Optional[messages.Id] = None,
+        traits: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Optional[messages.Timestamp] = None,
+        anonymous_id: Optional[messages.Id] = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[messages.Id] = None,
+    ) -> Result:
+        """Tie a user to their traits."""
+        return self._enqueue(
+            messages.identify(
+                user_id, traits, context, timestamp, anonymous_id, integrations, message_id
+            )
+        )
+
+    def page(
+        self,
+        user_id: Optional[messages.Id] = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Optional[messages.Timestamp] = None,
+        anonymous_id: Optional[messages.Id] = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[messages.Id] = None,
+    ) -> Result:
+        """Record a page view."""
+        return self._enqueue(
+            messages.page(
+                user_id, category, name, properties, context, timestamp, anonymous_id,
+                integrations, message_id,
+            )
+        )  # fmt: skip
+
+    def screen(
+        self,
+        user_id: Optional[messages.Id] = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Optional[messages.Timestamp] = None,
+        anonymous_id: Optional[messages.Id] = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[messages.Id] = None,
+    ) -> Result:
+        """Record a screen view in an app."""
+        return self._enqueue(
+            messages.screen(
+                user_id, category, name, properties, context, timestamp, anonymous_id,
+                integrations, message_id,
+            )
+        )  # fmt: skip
+
+    def group(
+        self,
+        user_id: Optional[messages.Id] = None,
+        group_id: Optional[messages.Id] = None,
+        traits: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Optional[messages.Timestamp] = None,
+        anonymous_id: Optional[messages.Id] = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[messages.Id] = None,
+    ) -> Result:
+        """Tie a user to a group (an account, a company)."""
+        return self._enqueue(
+            messages.group(
+                user_id, group_id, traits, context, timestamp, anonymous_id, integrations,
+                message_id,
+            )
+        )  # fmt: skip
+
+    def alias(
+        self,
+        previous_id: Optional[messages.Id] = None,
+        user_id: Optional[messages.Id] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Optional[messages.Timestamp] = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[messages.Id] = None,
+    ) -> Result:
+        """Merge one identity into another."""
+        return self._enqueue(
+            messages.alias(previous_id, user_id, context, timestamp, integrations, message_id)
+        )
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    def _enqueue(self, msg: Message) -> Result:
+        data = encode(msg)
+        if len(data) > MAX_MESSAGE_BYTES:
+            self._lost(MessageTooLarge(len(data), MAX_MESSAGE_BYTES), [msg], False)
+            return False, msg
+        if self._closed:
+            self._lost(ClientShutdown("client is shut down; message not sent"), [msg], False)
+            return False, msg
+        if self.stub:
+            self._keep(msg)
+            return True, msg
+        if self._pid != os.getpid():
+            self.reset_after_fork()
+        if self.sync_mode or (self._consumer is None and not self._start_consumer()):
+            with self._sync_lock:
+                return self._delivery.deliver([data], from_queue=False), msg
+        try:
+            self._queue.put_nowait(data)
+        except queue.Full:
+            self._lost(QueueFull("queue is full; message dropped"), [msg], False)
+            return False, msg
+        self._stats.add_queued()
+        return True, msg
+
+    def _keep(self, msg: Message) -> None:
+        self.sent.append(msg)
+        if len(self.sent) > self.max_queue_size:
+            del self.sent[0]
+
+    def _start_consumer(self) -> bool:
+        """Start the thread on first use (a pre-fork master stays thread-free). False if it can't."""
+        with self._lock:
+            if self._consumer is None:
+                consumer = Consumer(
+                    self._queue, self._delivery, self._lost, self.batch_size, self.flush_interval
+                )
+                try:
+                    consumer.start()
+                except RuntimeError:  # interpreter shutting down: send in the caller instead
+                    logger.debug("cannot start the consumer thread; sending synchronously")
+                    return False
+                self._consumer = consumer
+                lifecycle.started(self)
+        return True
+
+    def _lost(
+        self, error: DeliveryError, batch: list[Union[bytes, Message]], from_queue: bool
+    ) -> None:
+        """Count, log and report messages that will not be delivered: once each."""
+        self._stats.add_dropped(error.reason, len(batch), from_queue)
+        if isinstance(error, QueueFull):
+            self._full_warning.warn("analytics queue is full (max_queue_size=%d); dropping", self.max_queue_size)
+        else:
+            logger.warning("dropped %d message(s): %s", len(batch), error)
+        if self.on_error is None:
+            return
+        try:
+            decoded = [json.loads(m) if isinstance(m, bytes) else m for m in batch]
+            self.on_error(error, decoded)
+        except Exception:
+            logger.exception("on_error raised; ignored")
+
+    # -- flush, shutdown, stats ------------------------------------------------------------
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Send everything queued so far. True once all of it is delivered or reported to
+        on_error; False if `timeout` seconds ran out first."""
+        if self._pid != os.getpid():
+            self.reset_after_fork()
+        consumer = self._consumer
+        target = self._stats.queued
+        if consumer is None or self._stats.settled >= target:
+            return True
+        if consumer.is_current():  # from on_error: waiting here would wait on ourselves
+            return False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        consumer.nudge(timeout)
+        remaining = None if deadline is None else deadline - time.monotonic()
+        return self._stats.wait_settled(target, remaining)
+
+    def flush_soon(self) -> None:
+        """Ask the consumer to send its partial batch now, without waiting."""
+        consumer = self._consumer
+        if consumer is not None:
+            consumer.nudge(0)
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Flush, then stop the consumer. Later calls return (False, message).
+        True if everything queued was delivered or reported within `timeout`."""
+        if self._pid != os.getpid():
+            self.reset_after_fork()
+        self._closed = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = self.flush(timeout)
+        consumer = self._consumer
+        if consumer is not None and not consumer.is_current():
+            if not ok:
+                self._abort.set()  # cut retry waits short; what is left is reported as lost
+            consumer.stop()
+            # Past the deadline, only a moment for the thread to see the stop marker.
+            remaining = 10.0 if deadline is None else max(deadline - time.monotonic(), 0.05)
+            consumer.thread.join(remaining)
+            if consumer.alive():  # stuck in a request: take what waits in the queue
+                consumer.drain_lost(queue_only=True)
+            else:
+                consumer.drain_lost()
+                self._transport.close()
+        lifecycle.stopped(self)
+        return ok
+
+    def retire(self) -> None:
+        """Stop taking calls; the consumer delivers what it holds, then ends. Does not wait."""
+        self._closed = True
+        consumer = self._consumer
+        if consumer is not None:
+            consumer.stop()
+
+    def join(self) -> None:
+        """Segment's name for shutdown()."""
+        self.shutdown()
+
+    def stats(self) -> dict[str, Any]:
+        """Running totals: queued, delivered, dropped, dropped_by_reason, retries, requests,
+        pending."""
+        return self._stats.snapshot()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh queue, lock, session and (lazily) thread of its own."""
+        if self._pid == os.getpid():
+            return
+        self._start_process_state()

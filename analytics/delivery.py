@@ -1,0 +1,69 @@
+"""Sends one batch with the retry policy, and settles it: delivered, or lost with a reason.
+
+Shared by the consumer thread and by sync mode, so both follow the same policy.
+Waits between tries are on an Event, so a shutdown interrupts them at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from . import batch as batching
+from .errors import APIError, ClientShutdown, DeliveryError, RetriesExhausted
+from .log import logger
+from .retry import backoff_waits, is_retryable
+from .stats import Stats
+from .transport import Transport
+
+# Called once for each batch that will not be delivered: (error, encoded messages, from_queue).
+LostHandler = Callable[[DeliveryError, list[bytes], bool], None]
+
+
+class Delivery:
+    def __init__(
+        self,
+        transport: Transport,
+        stats: Stats,
+        lost: LostHandler,
+        max_retries: int,
+        abort: threading.Event,
+    ) -> None:
+        self.transport = transport
+        self.stats = stats
+        self.lost = lost
+        self.max_retries = max_retries
+        self.abort = abort
+
+    def deliver(self, items: list[bytes], from_queue: bool = True) -> bool:
+        """Post `items` as one batch, retrying as the policy says. True if delivered."""
+        waits = backoff_waits()
+        attempt = 0
+        while True:
+            if self.abort.is_set():
+                self.lost(ClientShutdown("client shut down before the batch was sent"), items,
+                          from_queue)  # fmt: skip
+                return False
+            self.stats.add_request(retry=attempt > 0)
+            outcome = self.transport.post(batching.body(items))
+            attempt += 1
+            if outcome.ok:
+                logger.debug("delivered %d messages (HTTP %s)", len(items), outcome.status)
+                self.stats.add_delivered(len(items), from_queue)
+                return True
+            what = f"HTTP {outcome.status}" if outcome.status is not None else outcome.detail
+            if not is_retryable(outcome.status):
+                assert outcome.status is not None
+                self.lost(APIError(outcome.status, outcome.detail), items, from_queue)
+                return False
+            if attempt > self.max_retries:
+                self.lost(RetriesExhausted(attempt, outcome.status, what), items, from_queue)
+                return False
+            wait = next(waits)
+            if outcome.retry_after is not None:
+                wait = outcome.retry_after
+            logger.debug("attempt %d failed (%s); retrying in %.3f s", attempt, what, wait)
+            if self.abort.wait(wait):
+                self.lost(ClientShutdown("client shut down while retrying the batch"), items,
+                          from_queue)  # fmt: skip
+                return False

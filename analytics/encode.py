@@ -1,0 +1,100 @@
+"""Values to JSON bytes: the one place for the value table of the wire format.
+
+datetime/date -> ISO-8601 (naive taken as UTC), Decimal -> str, UUID -> str, set/tuple -> list,
+Enum -> its value, bytes -> UTF-8 text, NaN/Infinity -> null, anything else -> str() with a
+warning. Encoding never raises: one odd value never drops its siblings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from .log import Throttle
+
+_odd_value = Throttle()
+_UTC = dt.timezone.utc
+
+
+def iso8601(value: dt.datetime) -> str:
+    """ISO-8601 text of a datetime; a naive one is taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_UTC)
+    return value.isoformat()
+
+
+def _default(o: Any) -> Any:
+    """Called by the json encoder for values it cannot hold itself."""
+    if isinstance(o, dt.datetime):
+        return iso8601(o)
+    if isinstance(o, (dt.date, dt.time)):
+        return o.isoformat()
+    if isinstance(o, decimal.Decimal):
+        return None if not o.is_finite() else str(o)
+    if isinstance(o, uuid.UUID):
+        return str(o)
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    if isinstance(o, enum.Enum):
+        return o.value
+    if isinstance(o, (bytes, bytearray, memoryview)):
+        return bytes(o).decode("utf-8", "replace")
+    if isinstance(o, Mapping):
+        return dict(o)
+    try:
+        text = str(o)
+    except Exception:  # a broken __str__ must not cost the message
+        text = f"<unprintable {type(o).__name__}>"
+    _odd_value.warn("value of type %s is not JSON; sent as its str()", type(o).__name__)
+    return text
+
+
+_encoder = json.JSONEncoder(
+    default=_default, allow_nan=False, ensure_ascii=False, separators=(",", ":")
+)
+
+
+def _clean(o: Any, seen: set[int]) -> Any:
+    """A JSON-safe copy: the slow path, taken only when the fast encoder refused a value."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, (str, int)) or o is None:
+        return o
+    if isinstance(o, (dict, list)):
+        if id(o) in seen:
+            _odd_value.warn("circular reference in a message; sent as a string")
+            return "<circular reference>"
+        seen.add(id(o))
+        try:
+            if isinstance(o, dict):
+                return {_key(k): _clean(v, seen) for k, v in o.items()}
+            return [_clean(v, seen) for v in o]
+        finally:
+            seen.discard(id(o))
+    return _clean(_default(o), seen)
+
+
+def _key(k: Any) -> str:
+    if isinstance(k, str):
+        return k
+    if isinstance(k, float) and not math.isfinite(k):
+        return "null"
+    if isinstance(k, (int, float, bool)) or k is None:
+        return json.dumps(k)
+    cleaned = _default(k)
+    return cleaned if isinstance(cleaned, str) else json.dumps(cleaned)
+
+
+def encode(message: Any) -> bytes:
+    """The message as compact UTF-8 JSON. Never raises for a value inside it."""
+    try:
+        text = _encoder.encode(message)
+    except (ValueError, TypeError, RecursionError):
+        text = _encoder.encode(_clean(message, set()))
+    return text.encode("utf-8", "replace")

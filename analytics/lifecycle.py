@@ -1,0 +1,74 @@
+"""Process-wide hooks: drain every client at interpreter exit, reset every client after fork.
+
+Installed once, when the first client is built; nothing runs at import time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from typing import Optional, Protocol
+
+from .log import logger
+
+
+class Managed(Protocol):
+    shutdown_timeout: float
+
+    def flush_soon(self) -> None: ...
+    def shutdown(self, timeout: Optional[float] = None) -> bool: ...
+    def reset_after_fork(self) -> None: ...
+
+
+_lock = threading.Lock()
+_every: weakref.WeakSet[Managed] = weakref.WeakSet()  # for fork: no reason to keep them alive
+_running: set[Managed] = set()  # started, not shut down: kept alive so exit can drain them
+_installed = False
+
+
+def register(client: Managed) -> None:
+    global _installed
+    with _lock:
+        _every.add(client)
+        if not _installed:
+            _installed = True
+            atexit.register(drain_all)
+            if hasattr(os, "register_at_fork"):
+                os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def started(client: Managed) -> None:
+    with _lock:
+        _running.add(client)
+
+
+def stopped(client: Managed) -> None:
+    with _lock:
+        _running.discard(client)
+
+
+def drain_all() -> None:
+    """Flush then shut down every running client within one shared `shutdown_timeout`."""
+    with _lock:
+        clients = list(_running)
+    if not clients:
+        return
+    deadline = time.monotonic() + max(c.shutdown_timeout for c in clients)
+    for client in clients:
+        client.flush_soon()
+    for client in clients:
+        try:
+            client.shutdown(timeout=max(deadline - time.monotonic(), 0.0))
+        except Exception:
+            logger.exception("analytics: draining a client at exit failed")
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # the parent's may have been held by another thread
+    _running.clear()
+    for client in list(_every):
+        client.reset_after_fork()

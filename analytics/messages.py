@@ -1,0 +1,228 @@
+"""The six Segment-spec message builders and every validation rule, in one place.
+
+Builders run on the caller's thread: they check cheaply, raise `ValidationError` for a
+programmer error, and return the message as it goes on the wire (camelCase keys). They
+never change the caller's dicts: the context is copied, everything else is only read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Any, Optional, Union
+
+from dateutil.parser import isoparse
+
+from .encode import iso8601
+from .errors import ValidationError
+from .version import LIBRARY_NAME, VERSION
+
+Id = Union[str, int, uuid.UUID]
+Timestamp = Union[dt.datetime, dt.date, str]
+Message = dict[str, Any]
+
+_UTC = dt.timezone.utc
+
+
+def _id(name: str, value: Any) -> Optional[str]:
+    """An id as a string, or None when missing (None or "")."""
+    if type(value) is str:
+        return value or None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
+        raise ValidationError(f"{name} must be a str, int or UUID, not {type(value).__name__}")
+    return str(value) or None
+
+
+def _mapping(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if type(value) is dict:
+        return value
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise ValidationError(f"{name} must be a mapping (dict), not {type(value).__name__}")
+
+
+def _timestamp(value: Any) -> str:
+    if value is None:
+        return dt.datetime.now(_UTC).isoformat()
+    if isinstance(value, dt.datetime):
+        return iso8601(value)
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=_UTC).isoformat()
+    if isinstance(value, str):
+        try:
+            return iso8601(isoparse(value))
+        except (ValueError, OverflowError):
+            raise ValidationError(f"timestamp {value!r} is not an ISO-8601 date-time") from None
+    raise ValidationError(
+        f"timestamp must be a datetime, date or ISO-8601 string, not {type(value).__name__}"
+    )
+
+
+def _common(
+    kind: str,
+    context: Any,
+    timestamp: Any,
+    integrations: Any,
+    message_id: Any,
+) -> Message:
+    ctx = dict(_mapping("context", context))
+    ctx["library"] = {"name": LIBRARY_NAME, "version": VERSION}
+    mid = _id("message_id", message_id)
+    return {
+        "type": kind,
+        "messageId": mid if mid is not None else str(uuid.uuid4()),
+        "timestamp": _timestamp(timestamp),
+        "context": ctx,
+        "integrations": _mapping("integrations", integrations),
+    }
+
+
+def _identified(kind: str, user_id: Any, anonymous_id: Any, common: Message) -> Message:
+    uid = _id("user_id", user_id)
+    aid = _id("anonymous_id", anonymous_id)
+    if uid is None and aid is None:
+        raise ValidationError(f"{kind} needs a user_id or an anonymous_id")
+    if uid is not None:
+        common["userId"] = uid
+    if aid is not None:
+        common["anonymousId"] = aid
+    return common
+
+
+def track(
+    user_id: Any = None,
+    event: Any = None,
+    properties: Any = None,
+    context: Any = None,
+    timestamp: Any = None,
+    anonymous_id: Any = None,
+    integrations: Any = None,
+    message_id: Any = None,
+) -> Message:
+    if not isinstance(event, str) or not event:
+        raise ValidationError("track needs an event name (a non-empty str)")
+    msg = _identified(
+        "track", user_id, anonymous_id, _common("track", context, timestamp, integrations, message_id)
+    )
+    msg["event"] = event
+    msg["properties"] = _mapping("properties", properties)
+    return msg
+
+
+def identify(
+    user_id: Any = None,
+    traits: Any = None,
+    context: Any = None,
+    timestamp: Any = None,
+    anonymous_id: Any = None,
+    integrations: Any = None,
+    message_id: Any = None,
+) -> Message:
+    msg = _identified(
+        "identify",
+        user_id,
+        anonymous_id,
+        _common("identify", context, timestamp, integrations, message_id),
+    )
+    msg["traits"] = _mapping("traits", traits)
+    return msg
+
+
+def _screen_or_page(
+    kind: str,
+    user_id: Any,
+    category: Any,
+    name: Any,
+    properties: Any,
+    context: Any,
+    timestamp: Any,
+    anonymous_id: Any,
+    integrations: Any,
+    message_id: Any,
+) -> Message:
+    msg = _identified(
+        kind, user_id, anonymous_id, _common(kind, context, timestamp, integrations, message_id)
+    )
+    for key, value in (("name", name), ("category", category)):
+        if value is not None:
+            msg[key] = value
+    msg["properties"] = _mapping("properties", properties)
+    return msg
+
+
+def page(
+    user_id: Any = None,
+    category: Any = None,
+    name: Any = None,
+    properties: Any = None,
+    context: Any = None,
+    timestamp: Any = None,
+    anonymous_id: Any = None,
+    integrations: Any = None,
+    message_id: Any = None,
+) -> Message:
+    return _screen_or_page(
+        "page", user_id, category, name, properties, context, timestamp, anonymous_id,
+        integrations, message_id,
+    )  # fmt: skip
+
+
+def screen(
+    user_id: Any = None,
+    category: Any = None,
+    name: Any = None,
+    properties: Any = None,
+    context: Any = None,
+    timestamp: Any = None,
+    anonymous_id: Any = None,
+    integrations: Any = None,
+    message_id: Any = None,
+) -> Message:
+    return _screen_or_page(
+        "screen", user_id, category, name, properties, context, timestamp, anonymous_id,
+        integrations, message_id,
+    )  # fmt: skip
+
+
+def group(
+    user_id: Any = None,
+    group_id: Any = None,
+    traits: Any = None,
+    context: Any = None,
+    timestamp: Any = None,
+    anonymous_id: Any = None,
+    integrations: Any = None,
+    message_id: Any = None,
+) -> Message:
+    gid = _id("group_id", group_id)
+    if gid is None:
+        raise ValidationError("group needs a group_id")
+    msg = _identified(
+        "group", user_id, anonymous_id, _common("group", context, timestamp, integrations, message_id)
+    )
+    msg["groupId"] = gid
+    msg["traits"] = _mapping("traits", traits)
+    return msg
+
+
+def alias(
+    previous_id: Any = None,
+    user_id: Any = None,
+    context: Any = None,
+    timestamp: Any = None,
+    integrations: Any = None,
+    message_id: Any = None,
+) -> Message:
+    pid = _id("previous_id", previous_id)
+    uid = _id("user_id", user_id)
+    if pid is None or uid is None:
+        raise ValidationError("alias needs both previous_id and user_id")
+    msg = _common("alias", context, timestamp, integrations, message_id)
+    msg["userId"] = uid
+    msg["previousId"] = pid
+    return msg

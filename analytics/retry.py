@@ -1,0 +1,60 @@
+"""The retry rule: which answers are retried, and how long to wait before the next try.
+
+Waits come from `backoff`'s exponential generator with full jitter, each capped at 30 s;
+a `Retry-After` from the collector replaces that wait (capped at 60 s).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import time
+from collections.abc import Iterator
+from typing import Optional
+
+import backoff
+
+# Seconds scale of the exponential waits (the n-th wait is up to factor * 2**n).
+# Module-level so tests can shrink it; users have no reason to change it.
+BACKOFF_FACTOR = 1.0
+MAX_BACKOFF_WAIT = 30.0
+MAX_RETRY_AFTER = 60.0
+
+_RETRYABLE_4XX = frozenset({408, 429})
+
+
+def is_retryable(status: Optional[int]) -> bool:
+    """Network errors (no status), 5xx, 408 and 429 are worth another try."""
+    return status is None or status in _RETRYABLE_4XX or 500 <= status <= 599
+
+
+def backoff_waits() -> Iterator[float]:
+    """Successive jittered wait times for one batch; a fresh generator per batch."""
+    gen = backoff.expo(factor=BACKOFF_FACTOR, max_value=MAX_BACKOFF_WAIT)
+    first = next(gen)  # backoff >= 2 primes its generators with a bare yield
+    if first is not None:
+        yield backoff.full_jitter(min(first, MAX_BACKOFF_WAIT))
+    for value in gen:
+        yield backoff.full_jitter(min(value, MAX_BACKOFF_WAIT))
+
+
+def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds to wait from a `Retry-After` header (seconds or HTTP date), capped; None if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

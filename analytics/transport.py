@@ -1,0 +1,94 @@
+"""HTTP to a Segment-compatible collector: one POST of one batch body, never raising.
+
+Holds a kept-alive `requests.Session`, the auth and User-Agent headers, gzip and proxies.
+It knows nothing of retries: it reports what happened and `retry.py` decides.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip as gzip_lib
+from dataclasses import dataclass
+from typing import Optional
+
+import requests
+
+from .retry import parse_retry_after
+from .version import LIBRARY_NAME, VERSION
+
+DEFAULT_HOST = "https://api.segment.io"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one request came to: a status, or an error with no status."""
+
+    status: Optional[int]
+    retry_after: Optional[float] = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status <= 299
+
+
+class Transport:
+    """Posts batch bodies to `{host}/v1/batch`."""
+
+    def __init__(
+        self,
+        write_key: str,
+        host: str = DEFAULT_HOST,
+        timeout: float = 15,
+        proxies: Optional[dict[str, str]] = None,
+        gzip: bool = False,
+    ) -> None:
+        self.url = host.rstrip("/") + "/v1/batch"
+        self.timeout = timeout
+        self.proxies = proxies
+        self.gzip = gzip
+        token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
+        self._secrets = tuple(s for s in (write_key, token) if s)
+        self._headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"{LIBRARY_NAME}/{VERSION}",
+            "Authorization": f"Basic {token}",
+        }
+        if gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        self._session = requests.Session()
+
+    def __repr__(self) -> str:
+        return f"<Transport url={self.url!r} gzip={self.gzip}>"
+
+    def post(self, body: bytes) -> Outcome:
+        """Send one body; any failure comes back as an Outcome, never as an exception."""
+        data = gzip_lib.compress(body, compresslevel=6) if self.gzip else body
+        try:
+            resp = self._session.post(
+                self.url,
+                data=data,
+                headers=self._headers,
+                timeout=self.timeout,
+                proxies=self.proxies,
+            )
+        except requests.RequestException as exc:
+            return Outcome(None, detail=self._scrub(f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # a broken adapter or proxy setting must not kill the consumer
+            return Outcome(None, detail=self._scrub(f"{type(exc).__name__}: {exc}"))
+        try:
+            status = resp.status_code
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            detail = "" if 200 <= status <= 299 else self._scrub(resp.text[:200])
+        finally:
+            resp.close()
+        return Outcome(status, retry_after, detail)
+
+    def _scrub(self, text: str) -> str:
+        """No error text ever carries the write key, even if a server echoes it."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def close(self) -> None:
+        self._session.close()
