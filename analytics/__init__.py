@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import types
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from .batch import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, Batcher
 from .client import Client
@@ -56,9 +56,9 @@ __all__ = [
 ]
 
 # -- settings of the default client (the contract's defaults) ---------------------------------
-write_key: Optional[str] = None
+write_key: str | None = None
 host: str = DEFAULT_HOST
-on_error: Optional[Callable[[Exception, list[dict[str, Any]]], Any]] = None
+on_error: Callable[[Exception, list[dict[str, Any]]], Any] | None = None
 debug: bool = False
 stub: bool = False
 send: bool = True  # Segment's name: send = not stub
@@ -72,9 +72,9 @@ timeout: float = 15
 max_retries: int = 10
 sync_mode: bool = False
 shutdown_timeout: float = 5
-proxies: Optional[dict[str, str]] = None
+proxies: dict[str, str] | None = None
 
-default_client: Optional[Client] = None
+default_client: Client | None = None
 
 _SETTINGS = (
     "write_key", "host", "on_error", "debug", "stub", "max_queue_size", "batch_size",
@@ -183,12 +183,12 @@ def _each_client() -> list[Client]:
     return clients
 
 
-def flush(timeout: Optional[float] = None) -> bool:
+def flush(timeout: float | None = None) -> bool:
     """Send everything queued so far; False if `timeout` ran out first."""
     return _over_clients("flush", timeout)
 
 
-def shutdown(timeout: Optional[float] = None) -> bool:
+def shutdown(timeout: float | None = None) -> bool:
     """Flush, then stop the default client; later calls are refused until it is rebuilt."""
     return _over_clients("shutdown", timeout)
 
@@ -198,7 +198,7 @@ def join() -> None:
     shutdown()
 
 
-def _over_clients(method: str, timeout: Optional[float]) -> bool:
+def _over_clients(method: str, timeout: float | None) -> bool:
     deadline = None if timeout is None else time.monotonic() + timeout
     ok = True
     for client in _each_client():

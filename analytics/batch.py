@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 from .encode import encode
 
@@ -54,7 +54,7 @@ class Batcher:
         extra = len(item) + (1 if self.items else 0)
         return len(self.items) < self.max_count and self._size + extra <= self.max_bytes
 
-    def add(self, item: Union[bytes, Mapping[str, Any]]) -> bool:
+    def add(self, item: bytes | Mapping[str, Any]) -> bool:
         """Add a message (encoded bytes or a dict); False, and nothing added, if it won't fit."""
         data = item if isinstance(item, bytes) else encode(item)
         if len(data) > MAX_MESSAGE_BYTES:

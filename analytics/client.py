@@ -12,8 +12,8 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any, Callable, Optional, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
 
 from . import lifecycle, messages
 from .batch import MAX_MESSAGE_BYTES
@@ -51,25 +51,25 @@ class Client:
 
     def __init__(
         self,
-        write_key: Optional[str] = None,
-        host: Optional[str] = None,
+        write_key: str | None = None,
+        host: str | None = None,
         debug: bool = False,
         max_queue_size: int = 10000,
-        send: Optional[bool] = None,
-        on_error: Optional[OnError] = None,
+        send: bool | None = None,
+        on_error: OnError | None = None,
         gzip: bool = False,
         max_retries: int = 10,
         sync_mode: bool = False,
         timeout: float = 15,
-        proxies: Optional[dict[str, str]] = None,
+        proxies: dict[str, str] | None = None,
         thread: int = 1,
-        upload_size: Optional[int] = None,
-        upload_interval: Optional[float] = None,
-        log_handler: Optional[logging.Handler] = None,
+        upload_size: int | None = None,
+        upload_interval: float | None = None,
+        log_handler: logging.Handler | None = None,
         *,
-        stub: Optional[bool] = None,
-        batch_size: Optional[int] = None,
-        flush_interval: Optional[float] = None,
+        stub: bool | None = None,
+        batch_size: int | None = None,
+        flush_interval: float | None = None,
         shutdown_timeout: float = 5,
     ) -> None:
         send_stub = None if send is None else not send
@@ -129,7 +129,7 @@ class Client:
         self._delivery = Delivery(
             self._transport, self._stats, self._lost, self.max_retries, self._abort
         )
-        self._consumer: Optional[Consumer] = None
+        self._consumer: Consumer | None = None
 
     def __repr__(self) -> str:
         mode = "stub" if self.stub else "sync" if self.sync_mode else "queue"
@@ -150,14 +150,14 @@ class Client:
 
     def track(
         self,
-        user_id: Optional[messages.Id] = None,
-        event: Optional[str] = None,
-        properties: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Optional[messages.Timestamp] = None,
-        anonymous_id: Optional[messages.Id] = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[messages.Id] = None,
+        user_id: messages.Id | None = None,
+        event: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: messages.Timestamp | None = None,
+        anonymous_id: messages.Id | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: messages.Id | None = None,
     ) -> Result:
         """Record an action the user did."""
         return self._enqueue(
@@ -169,13 +169,13 @@ class Client:
 
     def identify(
         self,
-        user_id: Optional[messages.Id] = None,
-        traits: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Optional[messages.Timestamp] = None,
-        anonymous_id: Optional[messages.Id] = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[messages.Id] = None,
+        user_id: messages.Id | None = None,
+        traits: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: messages.Timestamp | None = None,
+        anonymous_id: messages.Id | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: messages.Id | None = None,
     ) -> Result:
         """Tie a user to their traits."""
         return self._enqueue(
@@ -186,15 +186,15 @@ class Client:
 
     def page(
         self,
-        user_id: Optional[messages.Id] = None,
-        category: Optional[str] = None,
-        name: Optional[str] = None,
-        properties: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Optional[messages.Timestamp] = None,
-        anonymous_id: Optional[messages.Id] = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[messages.Id] = None,
+        user_id: messages.Id | None = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: messages.Timestamp | None = None,
+        anonymous_id: messages.Id | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: messages.Id | None = None,
     ) -> Result:
         """Record a page view."""
         return self._enqueue(
@@ -206,15 +206,15 @@ class Client:
 
     def screen(
         self,
-        user_id: Optional[messages.Id] = None,
-        category: Optional[str] = None,
-        name: Optional[str] = None,
-        properties: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Optional[messages.Timestamp] = None,
-        anonymous_id: Optional[messages.Id] = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[messages.Id] = None,
+        user_id: messages.Id | None = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: messages.Timestamp | None = None,
+        anonymous_id: messages.Id | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: messages.Id | None = None,
     ) -> Result:
         """Record a screen view in an app."""
         return self._enqueue(
@@ -226,14 +226,14 @@ class Client:
 
     def group(
         self,
-        user_id: Optional[messages.Id] = None,
-        group_id: Optional[messages.Id] = None,
-        traits: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Optional[messages.Timestamp] = None,
-        anonymous_id: Optional[messages.Id] = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[messages.Id] = None,
+        user_id: messages.Id | None = None,
+        group_id: messages.Id | None = None,
+        traits: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: messages.Timestamp | None = None,
+        anonymous_id: messages.Id | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: messages.Id | None = None,
     ) -> Result:
         """Tie a user to a group (an account, a company)."""
         return self._enqueue(
@@ -245,12 +245,12 @@ class Client:
 
     def alias(
         self,
-        previous_id: Optional[messages.Id] = None,
-        user_id: Optional[messages.Id] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Optional[messages.Timestamp] = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[messages.Id] = None,
+        previous_id: messages.Id | None = None,
+        user_id: messages.Id | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: messages.Timestamp | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: messages.Id | None = None,
     ) -> Result:
         """Merge one identity into another."""
         return self._enqueue(
@@ -289,7 +289,8 @@ class Client:
             del self.sent[0]
 
     def _start_consumer(self) -> bool:
-        """Start the thread on first use (a pre-fork master stays thread-free). False if it can't."""
+        """Start the thread on first use, so a pre-fork master stays thread-free.
+        False if no thread can be started."""
         with self._lock:
             if self._consumer is None:
                 consumer = Consumer(
@@ -305,12 +306,14 @@ class Client:
         return True
 
     def _lost(
-        self, error: DeliveryError, batch: list[Union[bytes, Message]], from_queue: bool
+        self, error: DeliveryError, batch: Sequence[bytes | Message], from_queue: bool
     ) -> None:
         """Count, log and report messages that will not be delivered: once each."""
         self._stats.add_dropped(error.reason, len(batch), from_queue)
         if isinstance(error, QueueFull):
-            self._full_warning.warn("analytics queue is full (max_queue_size=%d); dropping", self.max_queue_size)
+            self._full_warning.warn(
+                "analytics queue is full (max_queue_size=%d); dropping", self.max_queue_size
+            )
         else:
             logger.warning("dropped %d message(s): %s", len(batch), error)
         if self.on_error is None:
@@ -323,7 +326,7 @@ class Client:
 
     # -- flush, shutdown, stats ------------------------------------------------------------
 
-    def flush(self, timeout: Optional[float] = None) -> bool:
+    def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued so far. True once all of it is delivered or reported to
         on_error; False if `timeout` seconds ran out first."""
         if self._pid != os.getpid():
@@ -345,7 +348,7 @@ class Client:
         if consumer is not None:
             consumer.nudge(0)
 
-    def shutdown(self, timeout: Optional[float] = None) -> bool:
+    def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop the consumer. Later calls return (False, message).
         True if everything queued was delivered or reported within `timeout`."""
         if self._pid != os.getpid():

@@ -6,10 +6,11 @@ its first message, or when a flush marker arrives. It never dies of an exception
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 from .batch import Batcher
 from .delivery import Delivery, LostHandler
@@ -35,7 +36,7 @@ class Consumer:
         self.batcher = Batcher(batch_size)
         self.flush_interval = flush_interval
         self.closing = False
-        self._carry: Optional[bytes] = None
+        self._carry: bytes | None = None
         self.thread = threading.Thread(target=self._run, name="analytics-consumer", daemon=True)
 
     def start(self) -> None:
@@ -47,7 +48,7 @@ class Consumer:
     def alive(self) -> bool:
         return self.thread.is_alive()
 
-    def nudge(self, timeout: Optional[float]) -> None:
+    def nudge(self, timeout: float | None) -> None:
         """Ask for the partial batch to go now instead of after `flush_interval`."""
         try:
             if timeout is None:
@@ -60,10 +61,8 @@ class Consumer:
     def stop(self) -> None:
         """End after the queue is drained. The flag covers a queue too full for the marker."""
         self.closing = True
-        try:
+        with contextlib.suppress(queue.Full):
             self.queue.put_nowait(STOP)
-        except queue.Full:
-            pass
 
     def _run(self) -> None:
         while True:

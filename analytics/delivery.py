@@ -7,6 +7,7 @@ Waits between tries are on an Event, so a shutdown interrupts them at once.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Callable
 
 from . import batch as batching
@@ -17,7 +18,7 @@ from .stats import Stats
 from .transport import Transport
 
 # Called once for each batch that will not be delivered: (error, encoded messages, from_queue).
-LostHandler = Callable[[DeliveryError, list[bytes], bool], None]
+LostHandler = Callable[[DeliveryError, Sequence[bytes], bool], None]
 
 
 class Delivery:

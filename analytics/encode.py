@@ -55,9 +55,22 @@ def _default(o: Any) -> Any:
     return text
 
 
-_encoder = json.JSONEncoder(
+_slow_encoder = json.JSONEncoder(
     default=_default, allow_nan=False, ensure_ascii=False, separators=(",", ":")
 )
+# The C encoder made once, not per call as JSONEncoder.encode does; no circular check
+# (a cycle ends in RecursionError and takes the slow path). PyPy has no C encoder.
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+if _c_encoder is not None:
+    _c_encoder = _c_encoder(
+        None, _default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+
+
+def _fast(message: Any) -> str:
+    if _c_encoder is None:
+        return _slow_encoder.encode(message)
+    return "".join(_c_encoder(message, 0))
 
 
 def _clean(o: Any, seen: set[int]) -> Any:
@@ -94,7 +107,7 @@ def _key(k: Any) -> str:
 def encode(message: Any) -> bytes:
     """The message as compact UTF-8 JSON. Never raises for a value inside it."""
     try:
-        text = _encoder.encode(message)
+        text = _fast(message)
     except (ValueError, TypeError, RecursionError):
-        text = _encoder.encode(_clean(message, set()))
+        text = _slow_encoder.encode(_clean(message, set()))
     return text.encode("utf-8", "replace")

@@ -10,7 +10,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Optional, Protocol
+from typing import Protocol
 
 from .log import logger
 
@@ -19,7 +19,7 @@ class Managed(Protocol):
     shutdown_timeout: float
 
     def flush_soon(self) -> None: ...
-    def shutdown(self, timeout: Optional[float] = None) -> bool: ...
+    def shutdown(self, timeout: float | None = None) -> bool: ...
     def reset_after_fork(self) -> None: ...
 
 

@@ -8,9 +8,10 @@ never change the caller's dicts: the context is copied, everything else is only 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from dateutil.parser import isoparse
 
@@ -25,7 +26,16 @@ Message = dict[str, Any]
 _UTC = dt.timezone.utc
 
 
-def _id(name: str, value: Any) -> Optional[str]:
+def uuid4() -> str:
+    """A random UUID4 string; what uuid.uuid4() gives, at a third of its cost."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _id(name: str, value: Any) -> str | None:
     """An id as a string, or None when missing (None or "")."""
     if type(value) is str:
         return value or None
@@ -75,7 +85,7 @@ def _common(
     mid = _id("message_id", message_id)
     return {
         "type": kind,
-        "messageId": mid if mid is not None else str(uuid.uuid4()),
+        "messageId": mid if mid is not None else uuid4(),
         "timestamp": _timestamp(timestamp),
         "context": ctx,
         "integrations": _mapping("integrations", integrations),
@@ -107,7 +117,10 @@ def track(
     if not isinstance(event, str) or not event:
         raise ValidationError("track needs an event name (a non-empty str)")
     msg = _identified(
-        "track", user_id, anonymous_id, _common("track", context, timestamp, integrations, message_id)
+        "track",
+        user_id,
+        anonymous_id,
+        _common("track", context, timestamp, integrations, message_id),
     )
     msg["event"] = event
     msg["properties"] = _mapping("properties", properties)
@@ -203,7 +216,10 @@ def group(
     if gid is None:
         raise ValidationError("group needs a group_id")
     msg = _identified(
-        "group", user_id, anonymous_id, _common("group", context, timestamp, integrations, message_id)
+        "group",
+        user_id,
+        anonymous_id,
+        _common("group", context, timestamp, integrations, message_id),
     )
     msg["groupId"] = gid
     msg["traits"] = _mapping("traits", traits)

@@ -10,7 +10,6 @@ import datetime as dt
 import email.utils
 import time
 from collections.abc import Iterator
-from typing import Optional
 
 import backoff
 
@@ -23,7 +22,7 @@ MAX_RETRY_AFTER = 60.0
 _RETRYABLE_4XX = frozenset({408, 429})
 
 
-def is_retryable(status: Optional[int]) -> bool:
+def is_retryable(status: int | None) -> bool:
     """Network errors (no status), 5xx, 408 and 429 are worth another try."""
     return status is None or status in _RETRYABLE_4XX or 500 <= status <= 599
 
@@ -38,8 +37,9 @@ def backoff_waits() -> Iterator[float]:
         yield backoff.full_jitter(min(value, MAX_BACKOFF_WAIT))
 
 
-def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
-    """Seconds to wait from a `Retry-After` header (seconds or HTTP date), capped; None if absent."""
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (seconds or HTTP date), capped.
+    None when there is no usable header."""
     if not value:
         return None
     value = value.strip()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 REASONS = ("queue_full", "too_large", "gave_up", "rejected", "shutdown")
 
@@ -47,7 +47,7 @@ class Stats:
                 self.settled += n
                 self._cond.notify_all()
 
-    def wait_settled(self, target: int, timeout: Optional[float]) -> bool:
+    def wait_settled(self, target: int, timeout: float | None) -> bool:
         """Wait until `target` queued messages are settled; False if time ran out first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:

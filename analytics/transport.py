@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import gzip as gzip_lib
 from dataclasses import dataclass
-from typing import Optional
 
 import requests
 
@@ -23,8 +22,8 @@ DEFAULT_HOST = "https://api.segment.io"
 class Outcome:
     """What one request came to: a status, or an error with no status."""
 
-    status: Optional[int]
-    retry_after: Optional[float] = None
+    status: int | None
+    retry_after: float | None = None
     detail: str = ""
 
     @property
@@ -40,7 +39,7 @@ class Transport:
         write_key: str,
         host: str = DEFAULT_HOST,
         timeout: float = 15,
-        proxies: Optional[dict[str, str]] = None,
+        proxies: dict[str, str] | None = None,
         gzip: bool = False,
     ) -> None:
         self.url = host.rstrip("/") + "/v1/batch"
