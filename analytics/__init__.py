@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from .batch import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, Batcher
 from .client import Client
+from .context import current_scope, scope
 from .errors import (
     AnalyticsError,
     APIError,
@@ -45,11 +46,13 @@ __all__ = [
     "VERSION",
     "ValidationError",
     "alias",
+    "current_scope",
     "flush",
     "group",
     "identify",
     "join",
     "page",
+    "scope",
     "screen",
     "shutdown",
     "track",

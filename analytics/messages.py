@@ -15,6 +15,7 @@ from typing import Any, Union
 
 from dateutil.parser import isoparse
 
+from .context import current_scope, deep_merge
 from .encode import iso8601
 from .errors import ValidationError
 from .version import LIBRARY_NAME, VERSION
@@ -35,7 +36,7 @@ def uuid4() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _id(name: str, value: Any) -> str | None:
+def id_or_none(name: str, value: Any) -> str | None:
     """An id as a string, or None when missing (None or "")."""
     if type(value) is str:
         return value or None
@@ -80,21 +81,29 @@ def _common(
     integrations: Any,
     message_id: Any,
 ) -> Message:
-    ctx = dict(_mapping("context", context))
+    scope = current_scope()
+    if scope is None:
+        ctx = dict(_mapping("context", context))
+        extra = _mapping("integrations", integrations)
+    else:
+        ctx = deep_merge(scope.context, _mapping("context", context))
+        extra = {**scope.integrations, **_mapping("integrations", integrations)}
     ctx["library"] = {"name": LIBRARY_NAME, "version": VERSION}
-    mid = _id("message_id", message_id)
+    mid = id_or_none("message_id", message_id)
     return {
         "type": kind,
         "messageId": mid if mid is not None else uuid4(),
         "timestamp": _timestamp(timestamp),
         "context": ctx,
-        "integrations": _mapping("integrations", integrations),
+        "integrations": extra,
     }
 
 
 def _identified(kind: str, user_id: Any, anonymous_id: Any, common: Message) -> Message:
-    uid = _id("user_id", user_id)
-    aid = _id("anonymous_id", anonymous_id)
+    uid = id_or_none("user_id", user_id)
+    aid = id_or_none("anonymous_id", anonymous_id)
+    if uid is None and aid is None and (scope := current_scope()) is not None:
+        uid, aid = scope.user_id, scope.anonymous_id
     if uid is None and aid is None:
         raise ValidationError(f"{kind} needs a user_id or an anonymous_id")
     if uid is not None:
@@ -212,7 +221,7 @@ def group(
     integrations: Any = None,
     message_id: Any = None,
 ) -> Message:
-    gid = _id("group_id", group_id)
+    gid = id_or_none("group_id", group_id)
     if gid is None:
         raise ValidationError("group needs a group_id")
     msg = _identified(
@@ -234,8 +243,8 @@ def alias(
     integrations: Any = None,
     message_id: Any = None,
 ) -> Message:
-    pid = _id("previous_id", previous_id)
-    uid = _id("user_id", user_id)
+    pid = id_or_none("previous_id", previous_id)
+    uid = id_or_none("user_id", user_id)
     if pid is None or uid is None:
         raise ValidationError("alias needs both previous_id and user_id")
     msg = _common("alias", context, timestamp, integrations, message_id)
