@@ -109,6 +109,7 @@ class Client:
             logger.setLevel(logging.DEBUG)
         if log_handler is not None:
             logger.addHandler(log_handler)
+        self._high_water = self.max_queue_size // 2
         self.sent: list[Message] = []  # stub mode: what would have been sent
         self._closed = False
         self._full_warning = Throttle()
@@ -281,6 +282,10 @@ class Client:
             self._lost(QueueFull("queue is full; message dropped"), [msg], False)
             return False, msg
         self._stats.add_queued()
+        if self._queue.qsize() > self._high_water:
+            # Backed up: hand the GIL to the consumer for a moment, so that a burst of calls
+            # does not starve it and overflow the queue. Costs callers only under overload.
+            time.sleep(0)
         return True, msg
 
     def _keep(self, msg: Message) -> None:

@@ -51,7 +51,9 @@ def _default(o: Any) -> Any:
         text = str(o)
     except Exception:  # a broken __str__ must not cost the message
         text = f"<unprintable {type(o).__name__}>"
-    _odd_value.warn("value of type %s is not JSON; sent as its str()", type(o).__name__)
+    _odd_value.warn(
+        "value of type %s is not JSON; sent as its str()", type(o).__name__, key=type(o)
+    )
     return text
 
 

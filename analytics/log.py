@@ -11,22 +11,25 @@ logger.addHandler(logging.NullHandler())
 
 
 class Throttle:
-    """Lets a repeated warning through at most once per `interval` seconds, with a count."""
+    """Lets a repeated warning through at most once per `interval` seconds per key,
+    with a count of what it held back."""
 
     def __init__(self, interval: float = 10.0) -> None:
         self._interval = interval
         self._lock = threading.Lock()
-        self._next = 0.0
-        self._suppressed = 0
+        self._next: dict[object, float] = {}
+        self._suppressed: dict[object, int] = {}
 
-    def warn(self, msg: str, *args: object) -> None:
+    def warn(self, msg: str, *args: object, key: object = None) -> None:
         now = time.monotonic()
         with self._lock:
-            if now < self._next:
-                self._suppressed += 1
+            if now < self._next.get(key, 0.0):
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
                 return
-            suppressed, self._suppressed = self._suppressed, 0
-            self._next = now + self._interval
+            if len(self._next) > 1000:  # keys are few in practice; never grow without bound
+                self._next.clear()
+            suppressed = self._suppressed.pop(key, 0)
+            self._next[key] = now + self._interval
         if suppressed:
             logger.warning(msg + " (%d more like it not logged)", *args, suppressed)
         else:
