@@ -7,7 +7,7 @@ encoded once. The byte limit is checked before a message is added.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .encode import encode
@@ -27,7 +27,7 @@ def sent_at() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def body(items: list[bytes], sent: str | None = None) -> bytes:
+def body(items: Sequence[bytes], sent: str | None = None) -> bytes:
     """The request body for already encoded messages."""
     stamp = (sent or sent_at()).encode("ascii")
     return b"".join((_HEAD, b",".join(items), _TAIL, stamp, b'"}'))

@@ -6,12 +6,12 @@ Thread start, fork recovery and error reporting live off that path.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
@@ -122,6 +122,8 @@ class Client:
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue(self.max_queue_size)
+        self._encoded: deque[bytes] = deque()  # each queued message's JSON, in queue order
+        self._put_lock = threading.Lock()
         self._stats = Stats()
         self._abort = threading.Event()
         self._transport = Transport(
@@ -275,10 +277,17 @@ class Client:
             self.reset_after_fork()
         if self.sync_mode or (self._consumer is None and not self._start_consumer()):
             with self._sync_lock:
-                return self._delivery.deliver([data], from_queue=False), msg
-        try:
-            self._queue.put_nowait(data)
-        except queue.Full:
+                return self._delivery.deliver([data], [msg], from_queue=False), msg
+        with self._put_lock:  # keeps the queue and the deque of JSON in the same order
+            self._encoded.append(data)
+            try:
+                self._queue.put_nowait(msg)
+            except queue.Full:
+                self._encoded.pop()
+                full = True
+            else:
+                full = False
+        if full:
             self._lost(QueueFull("queue is full; message dropped"), [msg], False)
             return False, msg
         self._stats.add_queued()
@@ -299,7 +308,12 @@ class Client:
         with self._lock:
             if self._consumer is None:
                 consumer = Consumer(
-                    self._queue, self._delivery, self._lost, self.batch_size, self.flush_interval
+                    self._queue,
+                    self._encoded,
+                    self._delivery,
+                    self._lost,
+                    self.batch_size,
+                    self.flush_interval,
                 )
                 try:
                     consumer.start()
@@ -310,24 +324,21 @@ class Client:
                 lifecycle.started(self)
         return True
 
-    def _lost(
-        self, error: DeliveryError, batch: Sequence[bytes | Message], from_queue: bool
-    ) -> None:
-        """Count, log and report messages that will not be delivered: once each."""
-        self._stats.add_dropped(error.reason, len(batch), from_queue)
+    def _lost(self, error: DeliveryError, batch: Sequence[Message], from_queue: bool) -> None:
+        """Log, report and count messages that will not be delivered: once each.
+        Counted last, so that a flush waiting on the count returns after on_error ran."""
         if isinstance(error, QueueFull):
             self._full_warning.warn(
                 "analytics queue is full (max_queue_size=%d); dropping", self.max_queue_size
             )
         else:
             logger.warning("dropped %d message(s): %s", len(batch), error)
-        if self.on_error is None:
-            return
-        try:
-            decoded = [json.loads(m) if isinstance(m, bytes) else m for m in batch]
-            self.on_error(error, decoded)
-        except Exception:
-            logger.exception("on_error raised; ignored")
+        if self.on_error is not None:
+            try:
+                self.on_error(error, list(batch))
+            except Exception:
+                logger.exception("on_error raised; ignored")
+        self._stats.add_dropped(error.reason, len(batch), from_queue)
 
     # -- flush, shutdown, stats ------------------------------------------------------------
 
@@ -369,9 +380,8 @@ class Client:
             # Past the deadline, only a moment for the thread to see the stop marker.
             remaining = 10.0 if deadline is None else max(deadline - time.monotonic(), 0.05)
             consumer.thread.join(remaining)
-            if consumer.alive():  # stuck in a request: take what waits in the queue
-                consumer.drain_lost(queue_only=True)
-            else:
+            # Still alive means stuck in a request: it reports what is left when that ends.
+            if not consumer.alive():
                 consumer.drain_lost()
                 self._transport.close()
         lifecycle.stopped(self)

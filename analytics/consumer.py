@@ -1,5 +1,7 @@
-"""The consumer thread: takes encoded messages off the queue, batches them, delivers.
+"""The consumer thread: takes messages off the queue, batches them, delivers.
 
+The queue holds the message dicts; their JSON, encoded once on the caller's thread, waits
+beside them in a deque in the same order. Only this thread takes from either.
 A batch is sent when it is full (count or bytes), when `flush_interval` has passed since
 its first message, or when a flush marker arrives. It never dies of an exception.
 """
@@ -10,10 +12,11 @@ import contextlib
 import queue
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from .batch import Batcher
-from .delivery import Delivery, LostHandler
+from .delivery import Delivery, LostHandler, Message
 from .errors import ClientShutdown
 from .log import logger
 
@@ -25,18 +28,21 @@ class Consumer:
     def __init__(
         self,
         q: queue.Queue[Any],
+        encoded: deque[bytes],
         delivery: Delivery,
         lost: LostHandler,
         batch_size: int,
         flush_interval: float,
     ) -> None:
         self.queue = q
+        self.encoded = encoded
         self.delivery = delivery
         self.lost = lost
         self.batcher = Batcher(batch_size)
+        self.messages: list[Message] = []  # the dicts of the batch being filled
         self.flush_interval = flush_interval
         self.closing = False
-        self._carry: bytes | None = None
+        self._carry: tuple[Message, bytes] | None = None
         self.thread = threading.Thread(target=self._run, name="analytics-consumer", daemon=True)
 
     def start(self) -> None:
@@ -68,8 +74,9 @@ class Consumer:
         while True:
             try:
                 stop = self._fill()
-                if len(self.batcher):
-                    self.delivery.deliver(self.batcher.take())
+                if self.messages:
+                    messages, self.messages = self.messages, []
+                    self.delivery.deliver(self.batcher.take(), messages)
                 if self.delivery.abort.is_set():
                     self.drain_lost()
                     return
@@ -84,41 +91,46 @@ class Consumer:
         deadline = time.monotonic() + self.flush_interval
         while not batcher.full:
             if self._carry is not None:
-                item: Any = self._carry
+                msg, data = self._carry
                 self._carry = None
-            elif not len(batcher):
-                item = self.queue.get()
-                deadline = time.monotonic() + self.flush_interval
             else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if not self.messages:
+                    item = self.queue.get()
+                    deadline = time.monotonic() + self.flush_interval
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    try:
+                        item = self.queue.get(timeout=remaining)
+                    except queue.Empty:
+                        return False
+                if item is FLUSH:
                     return False
-                try:
-                    item = self.queue.get(timeout=remaining)
-                except queue.Empty:
-                    return False
-            if item is FLUSH:
+                if item is STOP:
+                    return True
+                msg, data = item, self.encoded.popleft()
+            if not batcher.add(data):
+                self._carry = (msg, data)
                 return False
-            if item is STOP:
-                return True
-            if not batcher.add(item):
-                self._carry = item
-                return False
+            self.messages.append(msg)
         return False
 
-    def drain_lost(self, queue_only: bool = False) -> None:
-        """Report everything still waiting as lost to a shutdown. From another thread while
-        this one runs, take only from the queue (the batch belongs to this thread)."""
-        items = [] if queue_only else self.batcher.take()
-        if not queue_only and self._carry is not None:
-            items.append(self._carry)
+    def drain_lost(self) -> None:
+        """Report everything still waiting as lost to a shutdown (on this thread, or once
+        this thread has ended)."""
+        self.batcher.take()
+        lost, self.messages = self.messages, []
+        if self._carry is not None:
+            lost.append(self._carry[0])
             self._carry = None
         while True:
             try:
                 item = self.queue.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, bytes):
-                items.append(item)
-        if items:
-            self.lost(ClientShutdown("client shut down before the message was sent"), items, True)
+            if isinstance(item, dict):
+                lost.append(item)
+        self.encoded.clear()
+        if lost:
+            self.lost(ClientShutdown("client shut down before the message was sent"), lost, True)

@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Callable
+from typing import Any, Callable
 
-from . import batch as batching
 from .errors import APIError, ClientShutdown, DeliveryError, RetriesExhausted
 from .log import logger
 from .retry import backoff_waits, is_retryable
 from .stats import Stats
-from .transport import Transport
+from .transport import Sender
 
-# Called once for each batch that will not be delivered: (error, encoded messages, from_queue).
-LostHandler = Callable[[DeliveryError, Sequence[bytes], bool], None]
+Message = dict[str, Any]
+# Called once for each batch that will not be delivered: (error, its messages, from_queue).
+LostHandler = Callable[[DeliveryError, Sequence[Message], bool], None]
 
 
 class Delivery:
     def __init__(
         self,
-        transport: Transport,
+        transport: Sender,
         stats: Stats,
         lost: LostHandler,
         max_retries: int,
@@ -36,17 +36,20 @@ class Delivery:
         self.max_retries = max_retries
         self.abort = abort
 
-    def deliver(self, items: list[bytes], from_queue: bool = True) -> bool:
-        """Post `items` as one batch, retrying as the policy says. True if delivered."""
+    def deliver(
+        self, items: Sequence[bytes], messages: Sequence[Message], from_queue: bool = True
+    ) -> bool:
+        """Post `items` (the encoded `messages`) as one batch, retrying as the policy says.
+        True if delivered."""
         waits = backoff_waits()
         attempt = 0
         while True:
             if self.abort.is_set():
-                self.lost(ClientShutdown("client shut down before the batch was sent"), items,
+                self.lost(ClientShutdown("client shut down before the batch was sent"), messages,
                           from_queue)  # fmt: skip
                 return False
             self.stats.add_request(retry=attempt > 0)
-            outcome = self.transport.post(batching.body(items))
+            outcome = self.transport.send(items)
             attempt += 1
             if outcome.ok:
                 logger.debug("delivered %d messages (HTTP %s)", len(items), outcome.status)
@@ -55,16 +58,16 @@ class Delivery:
             what = f"HTTP {outcome.status}" if outcome.status is not None else outcome.detail
             if not is_retryable(outcome.status):
                 assert outcome.status is not None
-                self.lost(APIError(outcome.status, outcome.detail), items, from_queue)
+                self.lost(APIError(outcome.status, outcome.detail), messages, from_queue)
                 return False
             if attempt > self.max_retries:
-                self.lost(RetriesExhausted(attempt, outcome.status, what), items, from_queue)
+                self.lost(RetriesExhausted(attempt, outcome.status, what), messages, from_queue)
                 return False
             wait = next(waits)
             if outcome.retry_after is not None:
                 wait = outcome.retry_after
             logger.debug("attempt %d failed (%s); retrying in %.3f s", attempt, what, wait)
             if self.abort.wait(wait):
-                self.lost(ClientShutdown("client shut down while retrying the batch"), items,
+                self.lost(ClientShutdown("client shut down while retrying the batch"), messages,
                           from_queue)  # fmt: skip
                 return False

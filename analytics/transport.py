@@ -1,17 +1,21 @@
-"""HTTP to a Segment-compatible collector: one POST of one batch body, never raising.
+"""HTTP to a Segment-compatible collector: one POST of one batch, never raising.
 
 Holds a kept-alive `requests.Session`, the auth and User-Agent headers, gzip and proxies.
 It knows nothing of retries: it reports what happened and `retry.py` decides.
+`Sender` is the seam the rest of the library sees, so other protocols can plug in.
 """
 
 from __future__ import annotations
 
 import base64
 import gzip as gzip_lib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import requests
 
+from . import batch as batching
 from .retry import parse_retry_after
 from .version import LIBRARY_NAME, VERSION
 
@@ -31,8 +35,16 @@ class Outcome:
         return self.status is not None and 200 <= self.status <= 299
 
 
+class Sender(Protocol):
+    """Sends one unit of work (encoded messages) in one request and says what came of it."""
+
+    def send(self, items: Sequence[bytes]) -> Outcome: ...
+
+    def close(self) -> None: ...
+
+
 class Transport:
-    """Posts batch bodies to `{host}/v1/batch`."""
+    """Posts batches of Segment-spec messages to `{host}/v1/batch`."""
 
     def __init__(
         self,
@@ -59,6 +71,10 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"<Transport url={self.url!r} gzip={self.gzip}>"
+
+    def send(self, items: Sequence[bytes]) -> Outcome:
+        """Send encoded messages as one batch, `sentAt` now."""
+        return self.post(batching.body(items))
 
     def post(self, body: bytes) -> Outcome:
         """Send one body; any failure comes back as an Outcome, never as an exception."""
