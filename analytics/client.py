@@ -6,6 +6,7 @@ Thread start, fork recovery and error reporting live off that path.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import queue
@@ -19,11 +20,10 @@ from . import lifecycle, messages
 from .batch import MAX_MESSAGE_BYTES
 from .consumer import Consumer
 from .delivery import Delivery
-from .encode import encode
 from .errors import ClientShutdown, DeliveryError, MessageTooLarge, QueueFull, ValidationError
 from .log import Throttle, logger
 from .stats import Stats
-from .transport import DEFAULT_HOST, Transport
+from .transport import DEFAULT_HOST, Sender, Transport
 
 Message = dict[str, Any]
 Result = tuple[bool, Message]
@@ -49,6 +49,16 @@ def _pick(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> 
 class Client:
     """A client for one source (write key): its own queue, consumer thread and session."""
 
+    def __new__(cls, *args: Any, protocol: str = "segment", **kwargs: Any) -> Client:
+        if cls is Client and protocol != "segment":
+            if protocol == "atrack":
+                # Imported here: only users of A-Track pay for it.
+                atrack = importlib.import_module(".atrack", __package__)
+                subclass: type[Client] = atrack.ATrackClient
+                return super().__new__(subclass)
+            raise ValidationError(f"unknown protocol {protocol!r}: 'segment' or 'atrack'")
+        return super().__new__(cls)
+
     def __init__(
         self,
         write_key: str | None = None,
@@ -71,6 +81,7 @@ class Client:
         batch_size: int | None = None,
         flush_interval: float | None = None,
         shutdown_timeout: float = 5,
+        protocol: str = "segment",
     ) -> None:
         send_stub = None if send is None else not send
         self.stub: bool = bool(_pick("stub", stub, "send", send_stub, False))
@@ -126,13 +137,16 @@ class Client:
         self._put_lock = threading.Lock()
         self._stats = Stats()
         self._abort = threading.Event()
-        self._transport = Transport(
-            self._write_key, self.host, self.timeout, self.proxies, self.gzip
-        )
+        self._transport = self._make_sender()
+        self._encode = self._transport.encode
         self._delivery = Delivery(
             self._transport, self._stats, self._lost, self.max_retries, self._abort
         )
         self._consumer: Consumer | None = None
+
+    def _make_sender(self) -> Sender:
+        """The wire protocol: Segment's batch API here; other protocols override this."""
+        return Transport(self._write_key, self.host, self.timeout, self.proxies, self.gzip)
 
     def __repr__(self) -> str:
         mode = "stub" if self.stub else "sync" if self.sync_mode else "queue"
@@ -263,7 +277,7 @@ class Client:
     # -- the hot path ----------------------------------------------------------------------
 
     def _enqueue(self, msg: Message) -> Result:
-        data = encode(msg)
+        data = self._encode(msg)
         if len(data) > MAX_MESSAGE_BYTES:
             self._lost(MessageTooLarge(len(data), MAX_MESSAGE_BYTES), [msg], False)
             return False, msg

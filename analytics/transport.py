@@ -11,11 +11,12 @@ import base64
 import gzip as gzip_lib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import requests
 
 from . import batch as batching
+from .encode import encode
 from .retry import parse_retry_after
 from .version import LIBRARY_NAME, VERSION
 
@@ -36,7 +37,11 @@ class Outcome:
 
 
 class Sender(Protocol):
-    """Sends one unit of work (encoded messages) in one request and says what came of it."""
+    """A wire protocol: encodes one message on the caller's thread (raising
+    ValidationError for what the protocol cannot carry), and sends encoded messages in
+    one request, saying what came of it."""
+
+    def encode(self, message: dict[str, Any]) -> bytes: ...
 
     def send(self, items: Sequence[bytes]) -> Outcome: ...
 
@@ -71,6 +76,8 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"<Transport url={self.url!r} gzip={self.gzip}>"
+
+    encode = staticmethod(encode)
 
     def send(self, items: Sequence[bytes]) -> Outcome:
         """Send encoded messages as one batch, `sentAt` now."""
