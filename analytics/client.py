@@ -123,7 +123,6 @@ class Client:
         self._high_water = self.max_queue_size // 2
         self.sent: list[Message] = []  # stub mode: what would have been sent
         self._closed = False
-        self._full_warning = Throttle()
         self._start_process_state()
         lifecycle.register(self)
 
@@ -132,6 +131,7 @@ class Client:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
+        self._full_warning = Throttle()
         self._queue: queue.Queue[Any] = queue.Queue(self.max_queue_size)
         self._encoded: deque[bytes] = deque()  # each queued message's JSON, in queue order
         self._put_lock = threading.Lock()
