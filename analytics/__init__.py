@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from .batch import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, Batcher
 from .client import Client
-from .context import current_scope, scope
+from .context import context_from_request, current_scope, scope
 from .errors import (
     AnalyticsError,
     APIError,
@@ -25,6 +25,7 @@ from .errors import (
     RetriesExhausted,
     ValidationError,
 )
+from .serverless import flush_after
 from .transport import DEFAULT_HOST
 from .version import LIBRARY_NAME, VERSION
 
@@ -46,8 +47,10 @@ __all__ = [
     "VERSION",
     "ValidationError",
     "alias",
+    "context_from_request",
     "current_scope",
     "flush",
+    "flush_after",
     "group",
     "identify",
     "join",

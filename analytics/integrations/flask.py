@@ -1,0 +1,155 @@
+"""Flask integration: `Analytics(app)` builds each app its own `analytics.Client` from its
+`ANALYTICS_*` config and opens an `analytics.scope` around every request."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import flask
+
+from ..client import Client, Result
+from ..context import Scope, scope
+from ..errors import ValidationError
+from ..log import logger
+from ._common import OptionError, RequestOptions, parse_options, request_context
+
+PREFIX = "ANALYTICS_"
+EXTENSION = "analytics"
+_G_SCOPE = "_analytics_scope"
+
+UserIdGetter = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class AppState:
+    """What `init_app` keeps in `app.extensions["analytics"]`: the app's client and options."""
+
+    client: Client
+    options: RequestOptions
+    user_id_getter: UserIdGetter | None
+
+
+def _label(key: str) -> str:
+    return PREFIX + key
+
+
+class Analytics:
+    """The extension: `Analytics(app)` or `ext = Analytics(); ext.init_app(app)`.
+
+    `user_id_getter`, called inside each request, returns the signed-in user's id or None;
+    `ANALYTICS_USER_ID_FROM_REQUEST = False` turns it off. `track` and the other calls go to
+    the client of `flask.current_app`.
+    """
+
+    def __init__(
+        self, app: flask.Flask | None = None, *, user_id_getter: UserIdGetter | None = None
+    ) -> None:
+        self.user_id_getter = user_id_getter
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: flask.Flask) -> None:
+        """Build the app's client from its `ANALYTICS_*` config and hook its requests.
+        Raises `analytics.ValidationError` naming a wrong or unknown config key."""
+        if EXTENSION in app.extensions:
+            raise RuntimeError(f"analytics is already set up on app {app.name!r}")
+        config = {k[len(PREFIX) :]: v for k, v in app.config.items() if k.startswith(PREFIX)}
+        client_options, options = parse_options(config, _label)
+        if not client_options.get("stub") and not client_options.get("write_key"):
+            raise OptionError(
+                _label("WRITE_KEY"),
+                f"{_label('WRITE_KEY')} is required unless {_label('STUB')} is True "
+                f"(or {_label('SEND')} is False)",
+            )
+        app.extensions[EXTENSION] = AppState(Client(**client_options), options, self.user_id_getter)
+        app.before_request(_open_scope)
+        app.teardown_request(_close_scope)
+
+    @staticmethod
+    def state(app: flask.Flask | None = None) -> AppState:
+        """The state of `app` (default: the current app)."""
+        target = app if app is not None else flask.current_app
+        try:
+            state: AppState = target.extensions[EXTENSION]
+        except KeyError:
+            raise RuntimeError(f"analytics is not set up on app {target.name!r}") from None
+        return state
+
+    @property
+    def client(self) -> Client:
+        """The client of the current app."""
+        return self.state().client
+
+    def track(self, *args: Any, **kwargs: Any) -> Result:
+        """`Client.track` on the current app's client."""
+        return self.client.track(*args, **kwargs)
+
+    def identify(self, *args: Any, **kwargs: Any) -> Result:
+        """`Client.identify` on the current app's client."""
+        return self.client.identify(*args, **kwargs)
+
+    def page(self, *args: Any, **kwargs: Any) -> Result:
+        """`Client.page` on the current app's client."""
+        return self.client.page(*args, **kwargs)
+
+    def screen(self, *args: Any, **kwargs: Any) -> Result:
+        """`Client.screen` on the current app's client."""
+        return self.client.screen(*args, **kwargs)
+
+    def group(self, *args: Any, **kwargs: Any) -> Result:
+        """`Client.group` on the current app's client."""
+        return self.client.group(*args, **kwargs)
+
+    def alias(self, *args: Any, **kwargs: Any) -> Result:
+        """`Client.alias` on the current app's client."""
+        return self.client.alias(*args, **kwargs)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Flush the current app's client; False if `timeout` ran out first."""
+        return self.client.flush(timeout)
+
+
+def _open_scope() -> None:
+    """before_request: open the request's scope and keep it on `flask.g`."""
+    state = Analytics.state()
+    request = flask.request
+    user_id = None
+    if state.options.user_id_from_request and state.user_id_getter is not None:
+        try:
+            user_id = state.user_id_getter()
+        except Exception:
+            logger.warning("analytics: user_id_getter raised; no user id", exc_info=True)
+    try:
+        context = request_context(
+            state.options,
+            url=request.url,
+            referrer=request.headers.get("Referer"),
+            user_agent=request.headers.get("User-Agent"),
+            accept_language=request.headers.get("Accept-Language"),
+            remote_addr=request.remote_addr,
+            forwarded_for=request.headers.get("X-Forwarded-For"),
+        )
+    except Exception:
+        logger.warning("analytics: cannot build the request's context", exc_info=True)
+        context = {}
+    try:
+        manager = scope(user_id=user_id, context=context)
+        manager.__enter__()
+    except ValidationError as exc:  # a user id of a wrong type
+        logger.warning("analytics: %s; no user id", exc)
+        manager = scope(context=context)
+        manager.__enter__()
+    setattr(flask.g, _G_SCOPE, manager)
+
+
+def _close_scope(exc: BaseException | None) -> None:
+    """teardown_request: close the scope opened for this request."""
+    manager: AbstractContextManager[Scope] | None = flask.g.pop(_G_SCOPE, None)
+    if manager is None:
+        return
+    try:
+        manager.__exit__(None, None, None)
+    except ValueError:  # torn down in another context than it was opened in
+        logger.debug("analytics: request scope closed from another context", exc_info=True)
