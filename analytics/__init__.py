@@ -79,13 +79,14 @@ max_retries: int = 10
 sync_mode: bool = False
 shutdown_timeout: float = 5
 proxies: dict[str, str] | None = None
+protocol: str = "segment"  # or "atrack" (see analytics.atrack)
 
 default_client: Client | None = None
 
 _SETTINGS = (
     "write_key", "host", "on_error", "debug", "stub", "max_queue_size", "batch_size",
     "flush_interval", "gzip", "timeout", "max_retries", "sync_mode", "shutdown_timeout",
-    "proxies",
+    "proxies", "protocol",
 )  # fmt: skip
 # Segment's names, kept in step with the contract's: alias -> (setting, to alias, from alias)
 _ALIASES: dict[str, tuple[str, Callable[[Any], Any]]] = {

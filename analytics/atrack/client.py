@@ -1,0 +1,301 @@
+"""`ATrackClient`: the library's `Client` speaking A-Track, plus A-Track's identity helpers.
+
+Everything about queueing, delivery, retries, flush, shutdown, fork and stats is the core
+`Client`'s; this class picks the host (geo), pins one message per request, fills a missing
+id from the current user, and adds `init`, `get_user`, `set_attributes` and `clear_user`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .. import messages
+from ..client import Client, Message, Result
+from ..context import current_scope, deep_merge
+from ..errors import ValidationError
+from ..messages import id_or_none, uuid4
+from ..transport import Sender
+from .storage import MemoryStorage, User, UserStorage
+from .wire import ATrackSender, host_for
+
+_CLIENT_INIT = inspect.signature(Client.__init__)
+
+
+def _mapping(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"{name} must be a mapping (dict), not {type(value).__name__}")
+    return dict(value)
+
+
+class ATrackClient(Client):
+    """A client for one A-Track project (public key). Build it with
+    ``analytics.Client(key, protocol="atrack", geo=..., storage=...)`` or directly.
+
+    Takes every option of `Client`; `batch_size`/`upload_size` are ignored (A-Track has no
+    batch endpoint: one message per request). `geo` picks ``https://<geo>.api.a-track.io``;
+    `host` overrides it. `storage` keeps the current user (default: `MemoryStorage`).
+    """
+
+    def __init__(
+        self,
+        public_key: str | None = None,
+        *args: Any,
+        geo: str | None = None,
+        storage: UserStorage | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if "write_key" in kwargs:  # Segment's keyword name, for drop-in code
+            if public_key is not None:
+                raise ValidationError("give public_key or write_key, not both")
+            public_key = kwargs.pop("write_key")
+        options = dict(_CLIENT_INIT.bind(self, public_key, *args, **kwargs).arguments)
+        del options["self"]
+        if options.pop("protocol", "atrack") != "atrack":
+            raise ValidationError("ATrackClient speaks only protocol='atrack'")
+        base = host_for(geo)  # validated even when host overrides it
+        if options.get("host") is None:
+            options["host"] = base
+        options.pop("upload_size", None)
+        options["batch_size"] = 1
+        stub, send = options.get("stub"), options.get("send")
+        is_stub = bool(stub) if stub is not None else send is not None and not send
+        if not is_stub and (not isinstance(public_key, str) or not public_key):
+            raise ValidationError("public_key is required (a non-empty str) unless stub=True")
+        if storage is None:
+            storage = MemoryStorage()
+        elif not isinstance(storage, UserStorage):
+            raise ValidationError("storage must have get(), set(user) and clear()")
+        self.geo = geo
+        self.storage: UserStorage = storage
+        super().__init__(**options, protocol="atrack")
+
+    @property
+    def batch_size(self) -> int:
+        """Always 1: A-Track takes one message per request."""
+        return 1
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        """Ignored: A-Track has no batch endpoint."""
+
+    def url_for(self, path: str) -> str:
+        """The full URL a request to an A-Track path (``/init``, ``/event``...) goes to."""
+        return self.host.rstrip("/") + path
+
+    def _start_process_state(self) -> None:
+        self._identity_lock = threading.Lock()  # a fresh one in a forked child too
+        super()._start_process_state()
+
+    def _make_sender(self) -> Sender:
+        return ATrackSender(self._write_key, self.host, self.timeout, self.proxies, self.gzip)
+
+    def __repr__(self) -> str:
+        mode = "stub" if self.stub else "sync" if self.sync_mode else "queue"
+        return (
+            f"<analytics.ATrackClient host={self.host!r} geo={self.geo!r} mode={mode} "
+            f"closed={self._closed}>"
+        )
+
+    # -- identity ----------------------------------------------------------------------------
+
+    def _given_id(self, user_id: Any, anonymous_id: Any, name: str = "user_id") -> str | None:
+        """The call's own id, else the open scope's; None when neither has one."""
+        uid = id_or_none(name, user_id)
+        if uid is None:
+            uid = id_or_none("anonymous_id", anonymous_id)
+        if uid is None and (scope := current_scope()) is not None:
+            uid = scope.user_id if scope.user_id is not None else scope.anonymous_id
+        return uid
+
+    def _stored_uuid(self) -> str | None:
+        user = self.storage.get()
+        uid = None if user is None else user.get("uuid")
+        return uid if isinstance(uid, str) and uid else None
+
+    def _fill(self, user_id: Any, anonymous_id: Any) -> Any:
+        """`user_id` for a call: the current user's uuid when neither the call nor the
+        scope gives an id (the builder still validates and applies what is given)."""
+        if self._given_id(user_id, anonymous_id) is not None:
+            return user_id
+        stored = self._stored_uuid()
+        return user_id if stored is None else stored
+
+    def init(
+        self,
+        uuid: messages.Id | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Register the current user with A-Track (``POST /init``) and store it.
+
+        Without `uuid`: the stored user, else a new uuid4. `isNewUser` is True when the
+        storage did not hold that uuid. `context` (e.g. from
+        `analytics.context.context_from_request`) is merged over the open scope's.
+        Returns ``{"uuid": ..., "isNewUser": ...}``; delivery goes through the queue.
+        """
+        given = id_or_none("uuid", uuid)
+        attrs = _mapping("attributes", attributes)
+        ctx = _mapping("context", context)
+        scope = current_scope()
+        if scope is not None:
+            ctx = deep_merge(scope.context, ctx)
+        with self._identity_lock:
+            known = self._stored_uuid()
+            chosen = given if given is not None else known if known is not None else uuid4()
+            is_new = chosen != known
+            if is_new:
+                self.storage.set({"uuid": chosen})
+        self._enqueue(
+            {
+                "type": "init",
+                "messageId": uuid4(),
+                "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "userId": chosen,
+                "isNewUser": is_new,
+                "attributes": attrs,
+                "context": ctx,
+            }
+        )
+        return {"uuid": chosen, "isNewUser": is_new}
+
+    def get_user(self) -> User | None:
+        """The current user (``{"uuid": ...}``), or None before `init`."""
+        return self.storage.get()
+
+    def clear_user(self) -> None:
+        """Forget the current user (logout); the next `init` makes a new one."""
+        with self._identity_lock:
+            self.storage.clear()
+
+    def set_attributes(
+        self,
+        attributes: Mapping[str, Any],
+        replace: bool = False,
+        *,
+        uuid: messages.Id | None = None,
+    ) -> Result:
+        """Set the user's attributes (``POST /attributes``), merged or replacing them all.
+        The user: `uuid`, else the open scope's id, else the current user."""
+        if not isinstance(replace, bool):
+            raise ValidationError(f"replace must be a bool, not {type(replace).__name__}")
+        attrs = _mapping("attributes", attributes)
+        chosen = self._given_id(uuid, None, "uuid")
+        if chosen is None:
+            chosen = self._stored_uuid()
+        if chosen is None:
+            raise ValidationError("set_attributes needs a user: call init() or pass uuid")
+        msg: Message = {
+            "type": "attributes",
+            "messageId": uuid4(),
+            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "userId": chosen,
+            "mode": "replace" if replace else "merge",
+            "attributes": attrs,
+        }
+        return self._enqueue(msg)
+
+    # -- the Segment-spec calls, mapped by the sender ------------------------------------------
+
+    def track(
+        self,
+        user_id: messages.Id | None = None,
+        event: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: messages.Timestamp | None = None,
+        anonymous_id: messages.Id | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: messages.Id | None = None,
+    ) -> Result:
+        """``POST /event``: the event, with `properties` as its attributes."""
+        return super().track(
+            self._fill(user_id, anonymous_id), event, properties, context, timestamp,
+            anonymous_id, integrations, message_id,
+        )  # fmt: skip
+
+    def identify(
+        self,
+        user_id: messages.Id | None = None,
+        traits: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: messages.Timestamp | None = None,
+        anonymous_id: messages.Id | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: messages.Id | None = None,
+    ) -> Result:
+        """``POST /attributes`` (merge) with `traits` as the attributes."""
+        return super().identify(
+            self._fill(user_id, anonymous_id), traits, context, timestamp, anonymous_id,
+            integrations, message_id,
+        )  # fmt: skip
+
+    def page(
+        self,
+        user_id: messages.Id | None = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: messages.Timestamp | None = None,
+        anonymous_id: messages.Id | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: messages.Id | None = None,
+    ) -> Result:
+        """``POST /event`` named "page"; name, category and properties as attributes."""
+        return super().page(
+            self._fill(user_id, anonymous_id), category, name, properties, context, timestamp,
+            anonymous_id, integrations, message_id,
+        )  # fmt: skip
+
+    def screen(
+        self,
+        user_id: messages.Id | None = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: messages.Timestamp | None = None,
+        anonymous_id: messages.Id | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: messages.Id | None = None,
+    ) -> Result:
+        """``POST /event`` named "screen"; name, category and properties as attributes."""
+        return super().screen(
+            self._fill(user_id, anonymous_id), category, name, properties, context, timestamp,
+            anonymous_id, integrations, message_id,
+        )  # fmt: skip
+
+    def group(
+        self,
+        user_id: messages.Id | None = None,
+        group_id: messages.Id | None = None,
+        traits: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: messages.Timestamp | None = None,
+        anonymous_id: messages.Id | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: messages.Id | None = None,
+    ) -> Result:
+        """``POST /attributes`` (merge) with ``{"group": {**traits, "id": group_id}}``."""
+        return super().group(
+            self._fill(user_id, anonymous_id), group_id, traits, context, timestamp,
+            anonymous_id, integrations, message_id,
+        )  # fmt: skip
+
+    def alias(
+        self,
+        previous_id: messages.Id | None = None,
+        user_id: messages.Id | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: messages.Timestamp | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: messages.Id | None = None,
+    ) -> Result:
+        """Refused: A-Track has no alias (raises ValidationError)."""
+        raise ValidationError("the A-Track protocol has no alias; nothing was sent")

@@ -1,0 +1,198 @@
+"""A-Track's wire format: the hosts, the Segment-spec to A-Track mapping, one POST per message.
+
+`ATrackSender` is a `transport.Sender`. Its `encode` runs on the caller's thread and turns a
+message dict into one request item, ``b"<path>\\n<JSON payload>"`` (the JSON made by
+`analytics.encode`, so the value table is the library's). Its `send` only splits the item and
+posts it; it never raises and knows nothing of retries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip as gzip_lib
+from collections.abc import Sequence
+from typing import Any
+
+import requests
+from dateutil.parser import isoparse
+
+from ..encode import encode as encode_json
+from ..errors import ValidationError
+from ..retry import parse_retry_after
+from ..transport import Outcome
+from ..version import LIBRARY_NAME, VERSION
+
+DEFAULT_HOST = "https://api.a-track.io"
+GEOS = frozenset({"nyc", "sfo", "ams", "sgp", "lon", "fra", "tor", "blr", "syd", "atl", "ric"})
+KEY_HEADER = "x-a-track-key"
+
+INIT = "/init"
+ATTRIBUTES = "/attributes"
+EVENT = "/event"
+
+_UTC = dt.timezone.utc
+_SEP = b"\n"
+
+
+def host_for(geo: str | None = None) -> str:
+    """The A-Track base URL for a geo (None: the global host). Unknown geo: ValidationError."""
+    if geo is None:
+        return DEFAULT_HOST
+    if not isinstance(geo, str) or geo not in GEOS:
+        raise ValidationError(f"unknown A-Track geo {geo!r}; one of {', '.join(sorted(GEOS))}")
+    return f"https://{geo}.api.a-track.io"
+
+
+def utc_millis(timestamp: str) -> str:
+    """An ISO-8601 timestamp as A-Track wants it: UTC, milliseconds, ``Z``."""
+    try:
+        when = dt.datetime.fromisoformat(timestamp)
+    except ValueError:
+        try:
+            when = isoparse(timestamp)
+        except (ValueError, OverflowError):
+            raise ValidationError(f"timestamp {timestamp!r} is not ISO-8601") from None
+    if when.tzinfo is not None:  # naive is taken as UTC already
+        when = when.astimezone(_UTC).replace(tzinfo=None)
+    return when.isoformat(timespec="milliseconds") + "Z"
+
+
+def _uuid(message: dict[str, Any]) -> str:
+    uid = message.get("userId")
+    if uid is None:
+        uid = message.get("anonymousId")
+    if not isinstance(uid, str) or not uid:
+        raise ValidationError(f"{message.get('type')} message has no userId or anonymousId")
+    return uid
+
+
+def _context(message: dict[str, Any]) -> dict[str, Any]:
+    """The message's context without `library` (sdkVersion and User-Agent say that)."""
+    context = message.get("context") or {}
+    if "library" not in context:
+        return dict(context)
+    return {k: v for k, v in context.items() if k != "library"}
+
+
+def _event(message: dict[str, Any], name: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "sdkVersion": VERSION,
+        "uuid": _uuid(message),
+        "event": name,
+        "attributes": attributes,
+        "timestamp": utc_millis(message["timestamp"]),
+        "context": _context(message),
+    }
+
+
+def _attributes(message: dict[str, Any], mode: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "sdkVersion": VERSION,
+        "uuid": _uuid(message),
+        "mode": mode,
+        "attributes": attributes,
+        "profile": {},
+    }
+
+
+def payload(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The A-Track path and payload of a message; ValidationError for what A-Track can't carry."""
+    kind = message.get("type")
+    if kind == "track":
+        return EVENT, _event(message, message["event"], message.get("properties") or {})
+    if kind in ("page", "screen"):
+        attributes = dict(message.get("properties") or {})
+        for key in ("name", "category"):
+            if message.get(key) is not None:
+                attributes[key] = message[key]
+        return EVENT, _event(message, kind, attributes)
+    if kind == "identify":
+        return ATTRIBUTES, _attributes(message, "merge", message.get("traits") or {})
+    if kind == "group":
+        group = {**(message.get("traits") or {}), "id": message["groupId"]}
+        return ATTRIBUTES, _attributes(message, "merge", {"group": group})
+    if kind == "attributes":  # ATrackClient.set_attributes
+        return ATTRIBUTES, _attributes(message, message["mode"], message["attributes"])
+    if kind == "init":  # ATrackClient.init
+        return INIT, {
+            "sdkVersion": VERSION,
+            "uuid": _uuid(message),
+            "isNewUser": message["isNewUser"],
+            "mode": "merge",
+            "context": _context(message),
+            "attributes": message["attributes"],
+            "profile": {},
+        }
+    if kind == "alias":
+        raise ValidationError("the A-Track protocol has no alias")
+    raise ValidationError(f"the A-Track protocol cannot carry a {kind!r} message")
+
+
+class ATrackSender:
+    """Posts one message per request to an A-Track host over a kept-alive session."""
+
+    def __init__(
+        self,
+        public_key: str,
+        host: str = DEFAULT_HOST,
+        timeout: float = 15,
+        proxies: dict[str, str] | None = None,
+        gzip: bool = False,
+    ) -> None:
+        self.base_url = host.rstrip("/")
+        self.timeout = timeout
+        self.proxies = proxies
+        self.gzip = gzip
+        self._key = public_key
+        self._headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"{LIBRARY_NAME}/{VERSION}",
+            KEY_HEADER: public_key,
+        }
+        if gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        self._session = requests.Session()
+
+    def __repr__(self) -> str:
+        return f"<ATrackSender base_url={self.base_url!r} gzip={self.gzip}>"
+
+    def url_for(self, path: str) -> str:
+        """The full URL of an A-Track path such as ``/event``."""
+        return self.base_url + path
+
+    def encode(self, message: dict[str, Any]) -> bytes:
+        """One request item: the path, a newline, the JSON payload."""
+        path, body = payload(message)
+        return path.encode("ascii") + _SEP + encode_json(body)
+
+    def send(self, items: Sequence[bytes]) -> Outcome:
+        """Post the one encoded message; any failure comes back as an Outcome."""
+        if len(items) != 1:  # ATrackClient pins batch_size to 1; refuse, never half-send
+            return Outcome(400, detail=f"A-Track takes one message per request, not {len(items)}")
+        path, _, body = items[0].partition(_SEP)
+        data = gzip_lib.compress(body, compresslevel=6) if self.gzip else body
+        try:
+            resp = self._session.post(
+                self.url_for(path.decode("ascii")),
+                data=data,
+                headers=self._headers,
+                timeout=self.timeout,
+                proxies=self.proxies,
+            )
+        except Exception as exc:  # requests' errors, or a broken adapter/proxy setting
+            return Outcome(None, detail=self._scrub(f"{type(exc).__name__}: {exc}"))
+        try:
+            status = resp.status_code
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            detail = "" if 200 <= status <= 299 else self._scrub(resp.text[:200])
+        finally:
+            resp.close()
+        return Outcome(status, retry_after, detail)
+
+    def _scrub(self, text: str) -> str:
+        """No error text ever carries the key, even if a server echoes it."""
+        return text.replace(self._key, "***") if self._key else text
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._session.close()
