@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test,lint]'
 	touch $(STAMP)
 
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
