@@ -7,9 +7,11 @@ Thread start, fork recovery and error reporting live off that path.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import queue
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -17,15 +19,27 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 from . import lifecycle, messages
-from .batch import MAX_MESSAGE_BYTES
+from . import spool as spool_lib
+from .batch import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 from .consumer import Consumer
 from .delivery import Delivery
-from .errors import ClientShutdown, DeliveryError, MessageTooLarge, QueueFull, ValidationError
+from .errors import (
+    APIError,
+    ClientShutdown,
+    DeliveryError,
+    MessageTooLarge,
+    QueueFull,
+    SpoolFull,
+    ValidationError,
+)
 from .log import Throttle, logger
+from .retry import is_retryable
 from .stats import Stats
 from .transport import DEFAULT_HOST, Sender, Transport
 
 Message = dict[str, Any]
+# Reasons that pass (an outage, a full queue, a shutdown): with a spool they wait there.
+_SPILLED = frozenset({"gave_up", "queue_full", "shutdown"})
 Result = tuple[bool, Message]
 OnError = Callable[[Exception, list[Message]], Any]
 
@@ -82,6 +96,10 @@ class Client:
         flush_interval: float | None = None,
         shutdown_timeout: float = 5,
         protocol: str = "segment",
+        spool_path: str | None = None,
+        durable: bool = False,
+        spool_max_bytes: int = spool_lib.DEFAULT_MAX_BYTES,
+        fsync: bool = False,
     ) -> None:
         send_stub = None if send is None else not send
         self.stub: bool = bool(_pick("stub", stub, "send", send_stub, False))
@@ -120,11 +138,23 @@ class Client:
             logger.setLevel(logging.DEBUG)
         if log_handler is not None:
             logger.addHandler(log_handler)
+        if durable and not spool_path:
+            raise ValidationError("durable=True needs a spool_path")
+        self.durable = bool(durable)
+        self._spool: spool_lib.Spool | None = None
+        if spool_path and not self.stub:
+            spool_max_bytes = _number("spool_max_bytes", spool_max_bytes, 1, integer=True)
+            try:
+                self._spool = spool_lib.Spool(str(spool_path), spool_max_bytes, bool(fsync))
+            except (OSError, sqlite3.Error) as exc:
+                raise ValidationError(f"cannot use spool_path {spool_path!r}: {exc}") from None
         self._high_water = self.max_queue_size // 2
         self.sent: list[Message] = []  # stub mode: what would have been sent
         self._closed = False
         self._start_process_state()
         lifecycle.register(self)
+        if self._spool is not None and not self.sync_mode:
+            self._start_consumer()  # replay what an earlier run left, without waiting for a call
 
     def _start_process_state(self) -> None:
         """Everything that belongs to one process: rebuilt in a forked child."""
@@ -135,12 +165,17 @@ class Client:
         self._queue: queue.Queue[Any] = queue.Queue(self.max_queue_size)
         self._encoded: deque[bytes] = deque()  # each queued message's JSON, in queue order
         self._put_lock = threading.Lock()
-        self._stats = Stats()
+        self._stats = Stats(spool=self._spool is not None)
         self._abort = threading.Event()
         self._transport = self._make_sender()
         self._encode = self._transport.encode
         self._delivery = Delivery(
-            self._transport, self._stats, self._lost, self.max_retries, self._abort
+            self._transport,
+            self._stats,
+            self._lost,
+            self.max_retries,
+            self._abort,
+            self._written_ahead_delivered if self.durable else None,
         )
         self._consumer: Consumer | None = None
 
@@ -289,6 +324,8 @@ class Client:
             return True, msg
         if self._pid != os.getpid():
             self.reset_after_fork()
+        if self.durable:
+            self._write_ahead(msg, data)
         if self.sync_mode or (self._consumer is None and not self._start_consumer()):
             with self._sync_lock:
                 return self._delivery.deliver([data], [msg], from_queue=False), msg
@@ -328,6 +365,8 @@ class Client:
                     self._lost,
                     self.batch_size,
                     self.flush_interval,
+                    self._replay_once if self._spool is not None else None,
+                    spool_lib.REPLAY_INTERVAL,
                 )
                 try:
                     consumer.start()
@@ -339,6 +378,16 @@ class Client:
         return True
 
     def _lost(self, error: DeliveryError, batch: Sequence[Message], from_queue: bool) -> None:
+        """Messages that will not be delivered now. With a spool, what failed for a passing
+        reason waits there instead; the rest is reported."""
+        if self._spool is not None:
+            if error.reason in _SPILLED and self._spill(batch, from_queue):
+                return
+            if self.durable:  # refused for good: the write-ahead copy must not replay
+                self._settle_written_ahead(batch, delivered=True)
+        self._report(error, batch, from_queue)
+
+    def _report(self, error: DeliveryError, batch: Sequence[Message], from_queue: bool) -> None:
         """Log, report and count messages that will not be delivered: once each.
         Counted last, so that a flush waiting on the count returns after on_error ran."""
         if isinstance(error, QueueFull):
@@ -353,6 +402,75 @@ class Client:
             except Exception:
                 logger.exception("on_error raised; ignored")
         self._stats.add_dropped(error.reason, len(batch), from_queue)
+
+    # -- the spool --------------------------------------------------------------------------
+
+    def _write_ahead(self, msg: Message, data: bytes) -> None:
+        assert self._spool is not None
+        try:
+            self._report_evicted(self._spool.add([(msg["messageId"], data)], own=True))
+        except sqlite3.Error:
+            logger.exception("analytics: the spool write failed; the message is only in memory")
+
+    def _written_ahead_delivered(self, batch: Sequence[Message]) -> None:
+        self._settle_written_ahead(batch, delivered=True)
+
+    def _settle_written_ahead(self, batch: Sequence[Message], delivered: bool) -> None:
+        assert self._spool is not None
+        try:
+            self._spool.settle_own([m["messageId"] for m in batch], delivered)
+        except sqlite3.Error:
+            logger.exception("analytics: the spool could not be updated")
+
+    def _spill(self, batch: Sequence[Message], from_queue: bool) -> bool:
+        """Keep messages in the spool for a later replay. False if the spool failed."""
+        assert self._spool is not None
+        try:
+            if self.durable:  # already written ahead: let any process replay them
+                self._spool.settle_own([m["messageId"] for m in batch], delivered=False)
+            else:
+                pairs = [(m["messageId"], self._encode(m)) for m in batch]
+                self._report_evicted(self._spool.add(pairs))
+        except sqlite3.Error:
+            logger.exception("analytics: the spool write failed")
+            return False
+        logger.info("analytics: %d message(s) kept in the spool for later", len(batch))
+        self._stats.add_spooled(len(batch), from_queue)
+        consumer = self._consumer
+        if consumer is not None:
+            consumer.replay_pending = True
+        return True
+
+    def _report_evicted(self, evicted: list[bytes]) -> None:
+        if evicted:
+            error = SpoolFull(f"spool is over spool_max_bytes; {len(evicted)} oldest dropped")
+            self._report(error, [json.loads(d) for d in evicted], False)
+
+    def _replay_once(self) -> bool | None:
+        """Send one batch from the spool: True if delivered (or refused for good), False if
+        the collector still fails, None if nothing is left. Runs on the consumer thread."""
+        assert self._spool is not None
+        rows = self._spool.claim(self.batch_size, MAX_BATCH_BYTES - 100)
+        if not rows:
+            return None
+        items = [r.data for r in rows]
+        self._stats.add_request(retry=False)
+        outcome = self._transport.send(items)
+        ids = [r.id for r in rows]
+        if outcome.ok:
+            self._spool.delete(ids)
+            self._stats.add_replayed(len(rows))
+            logger.debug("analytics: replayed %d spooled message(s)", len(rows))
+            return True
+        if is_retryable(outcome.status):
+            self._spool.release(ids)
+            return False
+        self._spool.delete(ids)
+        assert outcome.status is not None
+        self._report(
+            APIError(outcome.status, outcome.detail), [json.loads(d) for d in items], False
+        )
+        return True
 
     # -- flush, shutdown, stats ------------------------------------------------------------
 
@@ -394,10 +512,12 @@ class Client:
             # Past the deadline, only a moment for the thread to see the stop marker.
             remaining = 10.0 if deadline is None else max(deadline - time.monotonic(), 0.05)
             consumer.thread.join(remaining)
-            # Still alive means stuck in a request: it reports what is left when that ends.
             if not consumer.alive():
                 consumer.drain_lost()
                 self._transport.close()
+            else:  # stuck in a request: take what waits; it reports its batch when done
+                self._abort.set()
+                consumer.drain_queue_lost()
         lifecycle.stopped(self)
         return ok
 
@@ -421,4 +541,6 @@ class Client:
         """In a forked child: a fresh queue, lock, session and (lazily) thread of its own."""
         if self._pid == os.getpid():
             return
+        if self._spool is not None:
+            self._spool.reopen_after_fork()
         self._start_process_state()

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from .batch import Batcher
 from .delivery import Delivery, LostHandler, Message
@@ -33,6 +33,8 @@ class Consumer:
         lost: LostHandler,
         batch_size: int,
         flush_interval: float,
+        replay: Callable[[], bool | None] | None = None,
+        replay_interval: float = 5.0,
     ) -> None:
         self.queue = q
         self.encoded = encoded
@@ -42,6 +44,11 @@ class Consumer:
         self.messages: list[Message] = []  # the dicts of the batch being filled
         self.flush_interval = flush_interval
         self.closing = False
+        # The spool: `replay()` sends one spooled batch: True if it went, False if it failed,
+        # None if the spool had nothing left.
+        self.replay = replay
+        self.replay_interval = replay_interval
+        self.replay_pending = replay is not None
         self._carry: tuple[Message, bytes] | None = None
         self.thread = threading.Thread(target=self._run, name="analytics-consumer", daemon=True)
 
@@ -71,12 +78,16 @@ class Consumer:
             self.queue.put_nowait(STOP)
 
     def _run(self) -> None:
+        self._replay()
         while True:
             try:
                 stop = self._fill()
                 if self.messages:
                     messages, self.messages = self.messages, []
-                    self.delivery.deliver(self.batcher.take(), messages)
+                    if self.delivery.deliver(self.batcher.take(), messages):
+                        self._replay()  # the collector answers again: send what was spooled
+                elif self.replay_pending and not stop:
+                    self._replay()
                 if self.delivery.abort.is_set():
                     self.drain_lost()
                     return
@@ -84,6 +95,20 @@ class Consumer:
                     return
             except Exception:  # the consumer must outlive any bug or hook
                 logger.exception("analytics consumer hit an error; it keeps running")
+
+    def _replay(self) -> None:
+        """Send spooled batches while they go through, giving way to live messages."""
+        if self.replay is None or not self.replay_pending:
+            return
+        try:
+            while self.queue.empty() and not self.delivery.abort.is_set():
+                result = self.replay()
+                if result is None:
+                    self.replay_pending = False
+                if not result:
+                    break
+        except Exception:
+            logger.exception("analytics: replaying the spool failed")
 
     def _fill(self) -> bool:
         """Fill the batch by the batching rule; True when told to stop."""
@@ -95,7 +120,12 @@ class Consumer:
                 self._carry = None
             else:
                 if not self.messages:
-                    item = self.queue.get()
+                    try:  # idle: with a spool to replay, wake now and then to try again
+                        item = self.queue.get(
+                            timeout=self.replay_interval if self.replay_pending else None
+                        )
+                    except queue.Empty:
+                        return False
                     deadline = time.monotonic() + self.flush_interval
                 else:
                     remaining = deadline - time.monotonic()
@@ -115,6 +145,20 @@ class Consumer:
                 return False
             self.messages.append(msg)
         return False
+
+    def drain_queue_lost(self) -> None:
+        """From another thread, once `abort` is set: report what waits in the queue. The
+        JSON deque is left alone; after abort this thread sends nothing more."""
+        lost = []
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, dict):
+                lost.append(item)
+        if lost:
+            self.lost(ClientShutdown("client shut down before the message was sent"), lost, True)
 
     def drain_lost(self) -> None:
         """Report everything still waiting as lost to a shutdown (on this thread, or once

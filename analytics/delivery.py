@@ -29,12 +29,14 @@ class Delivery:
         lost: LostHandler,
         max_retries: int,
         abort: threading.Event,
+        delivered: Callable[[Sequence[Message]], None] | None = None,
     ) -> None:
         self.transport = transport
         self.stats = stats
         self.lost = lost
         self.max_retries = max_retries
         self.abort = abort
+        self.delivered = delivered  # told of each delivered batch (the spool's write-ahead)
 
     def deliver(
         self, items: Sequence[bytes], messages: Sequence[Message], from_queue: bool = True
@@ -53,6 +55,8 @@ class Delivery:
             attempt += 1
             if outcome.ok:
                 logger.debug("delivered %d messages (HTTP %s)", len(items), outcome.status)
+                if self.delivered is not None:
+                    self.delivered(messages)
                 self.stats.add_delivered(len(items), from_queue)
                 return True
             what = f"HTTP {outcome.status}" if outcome.status is not None else outcome.detail

@@ -40,6 +40,12 @@ class ClientShutdown(DeliveryError):
     reason = "shutdown"
 
 
+class SpoolFull(DeliveryError):
+    """The spool reached `spool_max_bytes`; its oldest messages were dropped."""
+
+    reason = "spool_full"
+
+
 class APIError(DeliveryError):
     """The collector refused the batch with a status that is not worth retrying."""
 

@@ -14,14 +14,16 @@ REASONS = ("queue_full", "too_large", "gave_up", "rejected", "shutdown")
 
 
 class Stats:
-    def __init__(self) -> None:
+    def __init__(self, spool: bool = False) -> None:
         self._cond = threading.Condition(threading.Lock())
         self.queued = 0
         self.settled = 0
         self.delivered = 0
         self.retries = 0
         self.requests = 0
-        self.dropped_by_reason = dict.fromkeys(REASONS, 0)
+        self.dropped_by_reason = dict.fromkeys(REASONS + (("spool_full",) if spool else ()), 0)
+        self.spooled = 0
+        self.replayed = 0
 
     def add_queued(self) -> None:
         with self._cond:
@@ -39,6 +41,18 @@ class Stats:
             if from_queue:
                 self.settled += n
                 self._cond.notify_all()
+
+    def add_spooled(self, n: int, from_queue: bool) -> None:
+        with self._cond:
+            self.spooled += n
+            if from_queue:
+                self.settled += n
+                self._cond.notify_all()
+
+    def add_replayed(self, n: int) -> None:
+        with self._cond:
+            self.replayed += n
+            self.delivered += n
 
     def add_dropped(self, reason: str, n: int, from_queue: bool) -> None:
         with self._cond:
@@ -69,4 +83,6 @@ class Stats:
                 "retries": self.retries,
                 "requests": self.requests,
                 "pending": max(self.queued - self.settled, 0),
+                "spooled": self.spooled,
+                "replayed": self.replayed,
             }

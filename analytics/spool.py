@@ -1,0 +1,220 @@
+"""The optional on-disk spool: messages that could not be delivered yet wait here, in SQLite.
+
+Several processes may share one file (WAL, a busy timeout); a process claims rows before it
+sends them, so each is sent by one process at a time. A claim held by a process that died
+is taken over. The spool never raises into the app: a file it cannot use is moved aside.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .log import logger
+
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+# Seconds between tries to replay the spool while the collector keeps failing.
+REPLAY_INTERVAL = 5.0
+# A claim older than this is free for others, even if its process still runs.
+CLAIM_SECONDS = 300.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL,
+    data BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    owner TEXT,
+    claimed_at REAL
+);
+CREATE INDEX IF NOT EXISTS spool_owner ON spool (owner, message_id);
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    data: bytes
+
+
+class Spool:
+    """One process's handle on a spool file. Thread-safe; reopen it after a fork."""
+
+    def __init__(self, path: str, max_bytes: int = DEFAULT_MAX_BYTES, fsync: bool = False):
+        self.path = path
+        self.max_bytes = max_bytes
+        self.fsync = fsync
+        self._lock = threading.Lock()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._size = 0
+        self._db = self._open()
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
+        db.executescript(_SCHEMA)
+        db.execute("SELECT count(*) FROM spool").fetchone()
+        return db
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            db = self._connect()
+        except sqlite3.DatabaseError as exc:
+            aside = f"{self.path}.corrupt-{int(time.time())}"
+            logger.error("analytics spool %s is unusable (%s); moved to %s", self.path, exc, aside)
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(self.path + suffix):
+                    os.replace(self.path + suffix, aside + suffix)
+            db = self._connect()
+        self._size = db.execute("SELECT total(size) FROM spool").fetchone()[0]
+        return db
+
+    def reopen_after_fork(self) -> None:
+        """A forked child must not use its parent's connection."""
+        self._lock = threading.Lock()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._db = self._open()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def add(self, items: Sequence[tuple[str, bytes]], own: bool = False) -> list[bytes]:
+        """Store (messageId, JSON) pairs; `own` keeps them claimed by this process (write-ahead).
+        Returns the JSON of the oldest messages evicted to stay under `max_bytes`."""
+        now = time.time()
+        owner = self.owner if own else None
+        rows = [(mid, data, len(data), owner, now if own else None) for mid, data in items]
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO spool (message_id, data, size, owner, claimed_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._size += sum(r[2] for r in rows)
+            if self._size <= self.max_bytes:
+                return []
+            return self._evict()
+
+    def _evict(self) -> list[bytes]:
+        # Other processes write too: count again before dropping anything.
+        self._size = self._db.execute("SELECT total(size) FROM spool").fetchone()[0]
+        evicted: list[bytes] = []
+        while self._size > self.max_bytes:
+            oldest = self._db.execute(
+                "SELECT id, data, size FROM spool ORDER BY id LIMIT 100"
+            ).fetchall()
+            if not oldest:
+                break
+            ids = []
+            for rid, data, size in oldest:
+                if self._size <= self.max_bytes:
+                    break
+                ids.append(rid)
+                evicted.append(data)
+                self._size -= size
+            self._delete_ids(ids)
+        return evicted
+
+    def _delete_ids(self, ids: Sequence[int]) -> None:
+        self._db.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
+
+    # -- claiming and settling -------------------------------------------------------------
+
+    def claim(self, max_count: int, max_bytes: int) -> list[Row]:
+        """Claim the oldest free messages, up to a count and a byte budget."""
+        now = time.time()
+        with self._lock:
+            self._free_dead_owners()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                found = self._db.execute(
+                    "SELECT id, data FROM spool WHERE owner IS NULL OR claimed_at < ? "
+                    "ORDER BY id LIMIT ?",
+                    (now - CLAIM_SECONDS, max_count),
+                ).fetchall()
+                rows: list[Row] = []
+                budget = max_bytes
+                for rid, data in found:
+                    budget -= len(data) + 1
+                    if budget < 0 and rows:
+                        break
+                    rows.append(Row(rid, data))
+                self._db.executemany(
+                    "UPDATE spool SET owner = ?, claimed_at = ? WHERE id = ?",
+                    [(self.owner, now, r.id) for r in rows],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return rows
+
+    def _free_dead_owners(self) -> None:
+        """Free the claims of processes on this host that no longer run."""
+        host = socket.gethostname()
+        owners = self._db.execute(
+            "SELECT DISTINCT owner FROM spool WHERE owner IS NOT NULL AND owner != ?",
+            (self.owner,),
+        ).fetchall()
+        for (owner,) in owners:
+            parts = owner.split(":")
+            if len(parts) == 3 and parts[0] == host and not _alive(int(parts[1])):
+                self._db.execute("UPDATE spool SET owner = NULL WHERE owner = ?", (owner,))
+
+    def delete(self, ids: Sequence[int]) -> None:
+        """Forget rows that were delivered (or refused for good)."""
+        with self._lock:
+            sizes = self._db.execute(
+                f"SELECT total(size) FROM spool WHERE id IN ({_marks(ids)})", list(ids)
+            ).fetchone()[0]
+            self._delete_ids(ids)
+            self._size -= sizes
+
+    def release(self, ids: Sequence[int]) -> None:
+        """Give claimed rows back, for a later try."""
+        with self._lock:
+            self._db.executemany(
+                "UPDATE spool SET owner = NULL, claimed_at = NULL WHERE id = ?",
+                [(i,) for i in ids],
+            )
+
+    def settle_own(self, message_ids: Sequence[str], delivered: bool) -> None:
+        """Write-ahead rows of this process: delete them once delivered, else free them."""
+        with self._lock:
+            sql = (
+                "DELETE FROM spool WHERE owner = ? AND message_id = ?"
+                if delivered
+                else "UPDATE spool SET owner = NULL, claimed_at = NULL "
+                "WHERE owner = ? AND message_id = ?"
+            )
+            self._db.executemany(sql, [(self.owner, m) for m in message_ids])
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM spool").fetchone()[0])
+
+
+def _marks(ids: Sequence[int]) -> str:
+    return ",".join("?" * len(ids))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
