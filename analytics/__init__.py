@@ -80,13 +80,17 @@ sync_mode: bool = False
 shutdown_timeout: float = 5
 proxies: dict[str, str] | None = None
 protocol: str = "segment"  # or "atrack" (see analytics.atrack)
+spool_path: str | None = None  # a SQLite file: keep what cannot be delivered yet
+durable: bool = False  # with spool_path: write every message ahead, before the call returns
+spool_max_bytes: int = 100 * 1024 * 1024
+fsync: bool = False  # with spool_path: fsync each spool write
 
 default_client: Client | None = None
 
 _SETTINGS = (
     "write_key", "host", "on_error", "debug", "stub", "max_queue_size", "batch_size",
     "flush_interval", "gzip", "timeout", "max_retries", "sync_mode", "shutdown_timeout",
-    "proxies", "protocol",
+    "proxies", "protocol", "spool_path", "durable", "spool_max_bytes", "fsync",
 )  # fmt: skip
 # Segment's names, kept in step with the contract's: alias -> (setting, to alias, from alias)
 _ALIASES: dict[str, tuple[str, Callable[[Any], Any]]] = {

@@ -314,10 +314,10 @@ class Client:
     def _enqueue(self, msg: Message) -> Result:
         data = self._encode(msg)
         if len(data) > MAX_MESSAGE_BYTES:
-            self._lost(MessageTooLarge(len(data), MAX_MESSAGE_BYTES), [msg], False)
+            self._report(MessageTooLarge(len(data), MAX_MESSAGE_BYTES), [msg], False)
             return False, msg
         if self._closed:
-            self._lost(ClientShutdown("client is shut down; message not sent"), [msg], False)
+            self._report(ClientShutdown("client is shut down; message not sent"), [msg], False)
             return False, msg
         if self.stub:
             self._keep(msg)
@@ -338,9 +338,8 @@ class Client:
                 full = True
             else:
                 full = False
-        if full:
-            self._lost(QueueFull("queue is full; message dropped"), [msg], False)
-            return False, msg
+        if full:  # with a spool, the message waits there: accepted all the same
+            return self._lost(QueueFull("queue is full; message dropped"), [msg], False), msg
         self._stats.add_queued()
         if self._queue.qsize() > self._high_water:
             # Backed up: hand the GIL to the consumer for a moment, so that a burst of calls
@@ -377,15 +376,16 @@ class Client:
                 lifecycle.started(self)
         return True
 
-    def _lost(self, error: DeliveryError, batch: Sequence[Message], from_queue: bool) -> None:
+    def _lost(self, error: DeliveryError, batch: Sequence[Message], from_queue: bool) -> bool:
         """Messages that will not be delivered now. With a spool, what failed for a passing
-        reason waits there instead; the rest is reported."""
+        reason waits there instead (True); the rest is reported (False)."""
         if self._spool is not None:
             if error.reason in _SPILLED and self._spill(batch, from_queue):
-                return
+                return True
             if self.durable:  # refused for good: the write-ahead copy must not replay
                 self._settle_written_ahead(batch, delivered=True)
         self._report(error, batch, from_queue)
+        return False
 
     def _report(self, error: DeliveryError, batch: Sequence[Message], from_queue: bool) -> None:
         """Log, report and count messages that will not be delivered: once each.

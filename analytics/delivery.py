@@ -18,7 +18,7 @@ from .transport import Sender
 
 Message = dict[str, Any]
 # Called once for each batch that will not be delivered: (error, its messages, from_queue).
-LostHandler = Callable[[DeliveryError, Sequence[Message], bool], None]
+LostHandler = Callable[[DeliveryError, Sequence[Message], bool], object]
 
 
 class Delivery:
