@@ -88,6 +88,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body are two writes: without this, Nagle + delayed ACK stall each reply.
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from collector import Collector
-from helpers import WRITE_KEY, ErrorLog
+from helpers import WRITE_KEY, ErrorLog, call_within
 
 import analytics
 
@@ -76,7 +76,8 @@ def make_client(collector: Collector, errors: ErrorLog):
     def factory(write_key: Any = WRITE_KEY, **kw: Any) -> Any:
         kw.setdefault("host", collector.url)
         kw.setdefault("on_error", errors)
-        kw.setdefault("flush_interval", 0.1)
+        if "upload_interval" not in kw:
+            kw.setdefault("flush_interval", 0.1)
         kw.setdefault("timeout", 5)
         client = analytics.Client(write_key, **kw)
         clients.append(client)
@@ -85,7 +86,7 @@ def make_client(collector: Collector, errors: ErrorLog):
     yield factory
     collector.heal()
     for client in clients:
-        client.shutdown(timeout=2)
+        call_within(10, client.shutdown, timeout=2)
 
 
 def _snapshot() -> dict[str, tuple[str, Any]]:

@@ -84,3 +84,25 @@ class ErrorLog:
                     )
                 self._cond.wait(left)
             return list(self.calls)
+
+
+def call_within(limit: float, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run `fn` in a daemon thread; fail (instead of hanging) if it takes over `limit` s.
+
+    Re-raises what `fn` raised; returns what it returned."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed back to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True, name=f"call_within:{fn!r}"[:60])
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        raise AssertionError(f"{getattr(fn, '__name__', fn)} did not return within {limit}s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")

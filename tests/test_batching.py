@@ -171,3 +171,15 @@ def test_queued_messages_keep_their_order_within_a_client(make_client, collector
     assert client.flush(timeout=5)
     assert wait_until(lambda: collector.message_count() == 50, timeout=2)
     assert [m["messageId"] for m in collector.messages()] == ids
+
+
+def test_queue_holds_plain_dicts(make_client, collector):
+    collector.hang(count=1)  # the first batch stays in flight; the rest wait in the queue
+    client = make_client(batch_size=1, flush_interval=0.01, timeout=10)
+    client.track("u", "in-flight")
+    collector.wait_for_requests(1, timeout=5)
+    sent = [client.track("u", "queued", {"i": i})[1] for i in range(3)]
+    items = list(client.queue.queue)
+    assert len(items) == 3
+    assert all(type(item) is dict for item in items), [type(i).__name__ for i in items]
+    assert [item["messageId"] for item in items] == [m["messageId"] for m in sent]

@@ -97,8 +97,13 @@ def test_value_is_encoded(make_client, collector, value, check):
 
 
 def test_arbitrary_object_logs_a_warning(make_client, collector, caplog):
+    class FreshType:  # a type no other test has sent (a warning may be once per type)
+        def __str__(self) -> str:
+            return "fresh"
+
     caplog.set_level(logging.WARNING, logger="analytics")
-    send_props(make_client, collector, {"v": Thing()})
+    props = send_props(make_client, collector, {"v": FreshType()})
+    assert props["v"] == "fresh"
     assert wait_until(
         lambda: any(
             r.levelno == logging.WARNING and r.name.startswith("analytics")

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from helpers import wait_until
+from helpers import call_within, wait_until
 
 import analytics
 
@@ -35,7 +35,7 @@ def test_flush_with_server_hung_returns_false_within_timeout(make_client, collec
     client = make_client(timeout=10)
     client.track("u", "E")
     start = time.monotonic()
-    assert client.flush(timeout=1) is False
+    assert call_within(10, client.flush, timeout=1) is False
     assert time.monotonic() - start < 2
 
 
@@ -43,7 +43,7 @@ def test_flush_with_server_down_returns_false_within_timeout(make_client, down_c
     client = make_client(host=down_collector.url, max_retries=1000)
     client.track("u", "E")
     start = time.monotonic()
-    assert client.flush(timeout=1) is False
+    assert call_within(10, client.flush, timeout=1) is False
     assert time.monotonic() - start < 2
     down_collector.start()  # lets the teardown drain quickly
 
@@ -53,7 +53,24 @@ def test_flush_counts_reported_failures_as_done(make_client, collector, errors):
     client = make_client()
     client.track("u", "E")
     assert client.flush(timeout=5) is True
-    assert len(errors) == 1
+    assert client.stats()["dropped_by_reason"]["rejected"] == 1
+
+
+def test_flush_returns_only_after_on_error_was_called(make_client, collector):
+    # "True when every message queued before it was delivered or reported to on_error":
+    # a slow on_error must have been called (and returned) before flush says True
+    reported = []
+    slow = threading.Event()
+
+    def on_error(error, batch):
+        slow.wait(0.3)  # a slow user callback
+        reported.append(error)
+
+    collector.fail(400)
+    client = make_client(on_error=on_error)
+    client.track("u", "E")
+    assert client.flush(timeout=5) is True
+    assert len(reported) == 1, "flush returned True before on_error was called"
 
 
 def test_flush_with_nothing_queued_returns_true(make_client):
@@ -145,7 +162,7 @@ def test_calls_after_shutdown_are_refused_and_reported(make_client, collector, e
     client = make_client()
     assert client.shutdown(timeout=5) is True
     start = time.monotonic()
-    ok, msg = CALLS[kind](client)
+    ok, msg = call_within(5, CALLS[kind], client)
     assert time.monotonic() - start < 1
     assert ok is False
     assert msg["type"] == kind and "messageId" in msg
@@ -166,7 +183,7 @@ def test_shutdown_with_server_hung_is_bounded(make_client, collector):
     client.track("u", "E")
     collector.wait_for_requests(1, timeout=5)
     start = time.monotonic()
-    result = client.shutdown(timeout=1)
+    result = call_within(10, client.shutdown, timeout=1)
     assert time.monotonic() - start < 2
     assert result is False
 
@@ -175,7 +192,7 @@ def test_shutdown_with_server_down_is_bounded(make_client, down_collector):
     client = make_client(host=down_collector.url, max_retries=1000)
     client.track("u", "E")
     start = time.monotonic()
-    client.shutdown(timeout=1)
+    call_within(10, client.shutdown, timeout=1)
     assert time.monotonic() - start < 2
 
 
@@ -214,3 +231,24 @@ def test_context_manager_shuts_down_on_exit(collector, errors):
     assert ok is False
     errors.wait_for(1, timeout=2)
     assert isinstance(errors.errors[0], analytics.ClientShutdown)
+
+
+def test_shutdown_interrupts_a_backoff_wait_and_reports_the_batch(
+    make_client, collector, errors, monkeypatch
+):
+    import analytics.retry
+
+    # backoff waits of up to 30 s: only an interruptible wait lets the batch be
+    # reported promptly once shutdown gives up on it
+    monkeypatch.setattr(analytics.retry, "BACKOFF_FACTOR", 100.0)
+    collector.fail(500)
+    client = make_client(max_retries=1000)
+    ok, msg = client.track("u", "E")
+    assert ok
+    collector.wait_for_requests(1, timeout=5)  # first attempt failed: now in backoff
+    start = time.monotonic()
+    assert call_within(10, client.shutdown, timeout=1) is False
+    assert time.monotonic() - start < 2
+    errors.wait_for(1, timeout=3)
+    assert errors.message_ids() == [msg["messageId"]]
+    assert client.stats()["pending"] == 0

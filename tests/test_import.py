@@ -105,7 +105,7 @@ def test_library_name_and_version_match_the_distribution():
     from importlib.metadata import version
 
     assert analytics.LIBRARY_NAME == "analytics-client"
-    assert analytics.VERSION == version("analytics-client")
+    assert version("analytics-client") == analytics.VERSION
 
 
 def test_logger_is_named_analytics():

@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-import analytics
 from helpers import ErrorLog
+
+import analytics
 
 
 def test_exception_in_on_error_is_logged_and_consumer_keeps_delivering(
@@ -69,6 +70,7 @@ def test_every_undelivered_message_reaches_on_error_exactly_once(make_client, co
     client.track("u", "delivered")
     assert client.shutdown(timeout=5)
     expected.append(client.track("u", "late")[1]["messageId"])
+    errors.wait_for(4, timeout=2)
     counts = Counter(errors.message_ids())
     assert sorted(counts) == sorted(expected)
     assert set(counts.values()) == {1}

@@ -107,6 +107,7 @@ def test_400_rejects_the_whole_batch_once(make_client, collector, errors):
     sent = [client.track("u", "E")[1]["messageId"] for _ in range(5)]
     assert client.flush(timeout=5) is True
     assert len(collector.requests) == 1
+    errors.wait_for(1, timeout=2)
     assert len(errors) == 1
     assert sorted(errors.message_ids()) == sorted(sent)
     assert client.stats()["dropped_by_reason"]["rejected"] == 5
@@ -151,6 +152,7 @@ def test_retry_state_is_kept_per_batch(make_client, collector, errors):
     assert client.flush(timeout=10)  # 500, 500, then 200: a fresh budget of retries
     assert len(collector.requests) == 6
     assert [m["event"] for m in collector.delivered_messages()] == ["second"]
+    errors.wait_for(1, timeout=2)
     assert len(errors) == 1
     assert errors.calls[0][1][0]["event"] == "first"
 

@@ -70,3 +70,16 @@ def test_several_clients_in_parallel_keep_their_messages_apart(collector, errors
             f"key-{n}:".encode()
         ).decode()
     assert len({m["messageId"] for m in collector.messages()}) == 900
+
+
+def test_each_client_runs_one_consumer_thread(make_client, collector):
+    def ours():
+        return {t for t in threading.enumerate() if "process_request" not in t.name}
+
+    before = ours()
+    client = make_client(batch_size=5, flush_interval=0.01)
+    for _ in range(50):
+        client.track("u", "E")
+    assert client.flush(timeout=5)
+    new = ours() - before
+    assert len(new) <= 1, f"one consumer thread per client, found {sorted(t.name for t in new)}"

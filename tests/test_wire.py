@@ -334,6 +334,8 @@ def test_default_timestamp_is_now_iso8601_with_utc_offset(make_client, collector
         pytest.param(date(2020, 1, 2), utc(2020, 1, 2), id="date-as-midnight-utc"),
         pytest.param("2020-01-02T03:04:05+02:00", utc(2020, 1, 2, 1, 4, 5), id="iso-string"),
         pytest.param("2020-01-02T03:04:05Z", utc(2020, 1, 2, 3, 4, 5), id="iso-string-z"),
+        pytest.param("2020-01-02T03:04:05", utc(2020, 1, 2, 3, 4, 5), id="naive-iso-string"),
+        pytest.param("2020-01-02", utc(2020, 1, 2), id="date-only-iso-string"),
         pytest.param(
             datetime(2020, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5))),
             utc(2020, 1, 2, 8, 4, 5),
