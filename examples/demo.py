@@ -94,7 +94,8 @@ def wait_for_ctrl_c(collector: Collector) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     url = collector.url
-    print(f"\nthe collector is still running at {url} -- try:")
+    print(f"\nthe collector is still running at {url}")
+    print(f"open {url}/ to see the events (a live page), or try:")
     print(f"  curl {url}/v1/stats")
     print(f"  curl '{url}/v1/events?type=track&limit=2'")
     print(f"  ANALYTICS_WRITE_KEY={WRITE_KEY} ANALYTICS_HOST={url} \\")
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             show(collector)
             if args.keep_open:
                 wait_for_ctrl_c(collector)
+            else:
+                print(f"\nlive page: {collector.url}/ (DEMO_KEEP=1 keeps it open)")
         finally:
             collector.stop()
     print("\ncollector stopped.")

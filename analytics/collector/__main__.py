@@ -22,7 +22,8 @@ def build_parser(prog: str = "analytics-collector") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="A local Segment-compatible collector: POST /v1/batch (and /v1/<type>) "
-        "stores events in SQLite; GET /v1/events, /v1/rejected and /v1/stats read them.",
+        "stores events in SQLite; GET /v1/events, /v1/rejected and /v1/stats read them, "
+        "and GET / is a live page of them.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument(
@@ -91,6 +92,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "analytics-collector") -
         print(f"listening on {collector.url}", flush=True)
         keys = f"{len(args.write_keys)} write key(s)" if args.write_keys else "any write key"
         print(f"database {args.db}; accepting {keys}; Ctrl-C to stop", flush=True)
+        print(f"open {collector.url}/ to see the events", flush=True)
         while not stop.wait(1.0):
             pass
     finally:

@@ -1,5 +1,6 @@
 """The collector's HTTP side: a threaded server on 127.0.0.1 that takes Segment-format
-batches, checks auth, size and spec, commits to the `Store`, and answers the read API."""
+batches, checks auth, size and spec, commits to the `Store`, answers the read API, and
+serves the live page (`GET /`, see `page`)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..batch import MAX_BATCH_BYTES
 from ..version import VERSION
-from .store import Rejection, Store, StoreClosed
+from . import page
+from .store import MAX_TIMELINE_MINUTES, Rejection, Store, StoreClosed
 from .validate import MESSAGE_TYPES, check
 
 BATCH_PATH = "/v1/batch"
@@ -63,12 +65,15 @@ def _reject_constant(name: str) -> Any:
 
 @dataclass
 class Reply:
-    """An answer to one request: status, JSON payload, and whether to close the connection."""
+    """An answer to one request: status, JSON payload (or a `body` of `content_type`), and
+    whether to close the connection."""
 
     status: int
     payload: Any
     close: bool = False
     headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | None = None
+    content_type: str = _JSON_TYPE
 
 
 def _error(status: int, message: str, close: bool = False) -> Reply:
@@ -286,10 +291,13 @@ class Collector:
             with self._cond:
                 self._statuses[reply.status] += 1
         self._log_reply(h, reply)
-        data = json.dumps(reply.payload, ensure_ascii=False).encode("utf-8") + b"\n"
+        if reply.body is not None:
+            data = reply.body
+        else:
+            data = json.dumps(reply.payload, ensure_ascii=False).encode("utf-8") + b"\n"
         try:
             h.send_response(reply.status)
-            h.send_header("Content-Type", _JSON_TYPE)
+            h.send_header("Content-Type", reply.content_type)
             h.send_header("Content-Length", str(len(data)))
             for name, value in reply.headers:
                 h.send_header(name, value)
@@ -412,10 +420,16 @@ class Collector:
     def _get(self, h: _Handler) -> Reply:
         url = urlsplit(h.path)
         query = parse_qs(url.query, keep_blank_values=True)
-        if url.path in ("/", "/health"):
+        if url.path == "/":
+            return self._page(query)
+        if page.is_asset(url.path):
+            return self._asset(url.path)
+        if url.path == "/health":
             return Reply(200, {"service": "analytics-collector", "version": VERSION})
         if url.path == "/v1/stats":
             return Reply(200, self.stats())
+        if url.path == "/v1/timeline":
+            return self._timeline(query)
         allowed = {
             "/v1/events": ("type", "user_id", "anonymous_id", "event", "message_id", "limit"),
             "/v1/rejected": ("limit",),
@@ -437,6 +451,49 @@ class Collector:
             if kind is not None and kind not in MESSAGE_TYPES:
                 return _error(400, f"type must be one of {', '.join(MESSAGE_TYPES)}")
             return Reply(200, self.store.events(limit=limit, **params))
+        except StoreClosed as exc:
+            return _error(503, str(exc))
+
+    def _page(self, query: dict[str, list[str]]) -> Reply:
+        """The live page, rendered with the current totals, events and rejections."""
+        view = page.View.from_query(query)
+        try:
+            html = page.render(
+                self.stats(),
+                self.store.events(limit=page.LIMIT, **view.filters),
+                self.store.rejections(page.LIMIT),
+                view,
+            )
+        except StoreClosed as exc:
+            return _error(503, str(exc))
+        body = html.encode("utf-8")
+        return Reply(
+            200, None, headers=page.security_headers(), body=body, content_type=page.HTML_TYPE
+        )
+
+    def _asset(self, path: str) -> Reply:
+        """One of the page's static files (`/app.js`, `/app.css`, `/favicon.svg`)."""
+        try:
+            content_type, data = page.asset(path)
+        except OSError as exc:
+            return _error(500, f"the page's static files are missing from this install: {exc}")
+        return Reply(
+            200, None, headers=page.security_headers(), body=data, content_type=content_type
+        )
+
+    def _timeline(self, query: dict[str, list[str]]) -> Reply:
+        """`GET /v1/timeline?minutes=N`: events per minute by type (`Store.timeline`)."""
+        for name in query:
+            if name != "minutes":
+                return _error(400, f"unknown parameter {name!r}")
+        try:
+            minutes = int((query.get("minutes") or ["60"])[-1])
+        except ValueError:
+            minutes = 0
+        if not 1 <= minutes <= MAX_TIMELINE_MINUTES:
+            return _error(400, f"minutes must be an integer from 1 to {MAX_TIMELINE_MINUTES}")
+        try:
+            return Reply(200, self.store.timeline(minutes))
         except StoreClosed as exc:
             return _error(503, str(exc))
 

@@ -14,6 +14,7 @@ from typing import Any
 from .validate import MESSAGE_TYPES
 
 SCHEMA_VERSION = 1
+MAX_TIMELINE_MINUTES = 24 * 60
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -31,6 +32,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_type ON events (type, id);
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, id);
+CREATE INDEX IF NOT EXISTS events_by_received ON events (received_at);
 CREATE TABLE IF NOT EXISTS rejected (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
@@ -69,6 +71,11 @@ def compact(value: Any) -> str:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _minute(moment: dt.datetime) -> str:
+    """The minute of an aware datetime, in UTC, as `received_at` starts: YYYY-MM-DDTHH:MM."""
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M")
 
 
 def _text(value: Any) -> str | None:
@@ -200,13 +207,50 @@ class Store:
         ]
 
     def counts(self) -> dict[str, Any]:
-        """Stored events by type (every type listed), their total, and rejected messages."""
+        """Stored events by type (every type listed), their total, rejected messages, and
+        the number of distinct `userId`s among the events."""
         with self._lock:
             db = self._db()
             by_type = dict(db.execute("SELECT type, COUNT(*) FROM events GROUP BY type"))
             rejected = db.execute("SELECT COUNT(*) FROM rejected").fetchone()[0]
+            users = db.execute("SELECT COUNT(DISTINCT user_id) FROM events").fetchone()[0]
         types = {kind: int(by_type.get(kind, 0)) for kind in MESSAGE_TYPES}
-        return {"events": sum(types.values()), "by_type": types, "rejected": int(rejected)}
+        return {
+            "events": sum(types.values()),
+            "by_type": types,
+            "rejected": int(rejected),
+            "distinct_users": int(users),
+        }
+
+    def timeline(self, minutes: int = 60, now: dt.datetime | None = None) -> dict[str, Any]:
+        """Events received per minute (UTC) by type over the last `minutes` minutes, the
+        current one included: every minute listed, oldest first, empty ones as zeros."""
+        if not 1 <= minutes <= MAX_TIMELINE_MINUTES:
+            raise ValueError(f"minutes must be from 1 to {MAX_TIMELINE_MINUTES}")
+        end = (now or dt.datetime.now(dt.timezone.utc)).replace(second=0, microsecond=0)
+        keys = [_minute(end - dt.timedelta(minutes=n)) for n in range(minutes - 1, -1, -1)]
+        with self._lock:
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT substr(received_at, 1, 16) AS minute, type, COUNT(*) FROM events"
+                    " WHERE received_at >= ? GROUP BY minute, type",
+                    (keys[0],),
+                )
+                .fetchall()
+            )
+        buckets = {key: dict.fromkeys(MESSAGE_TYPES, 0) for key in keys}
+        for minute, kind, count in rows:
+            if minute in buckets and kind in buckets[minute]:
+                buckets[minute][kind] = int(count)
+        return {
+            "minutes": minutes,
+            "types": list(MESSAGE_TYPES),
+            "buckets": [
+                {"minute": key + "Z", "total": sum(counts.values()), "by_type": counts}
+                for key, counts in buckets.items()
+            ],
+        }
 
     def close(self) -> None:
         """Close the database (checkpointing the WAL). Later calls raise `StoreClosed`."""
