@@ -338,10 +338,10 @@ class Client:
                 full = True
             else:
                 full = False
+                self._stats.queued += 1  # under this lock: no second lock per call
         if full:  # with a spool, the message waits there: accepted all the same
             return self._lost(QueueFull("queue is full; message dropped"), [msg], False), msg
-        self._stats.add_queued()
-        if self._queue.qsize() > self._high_water:
+        if len(self._encoded) > self._high_water:
             # Backed up: hand the GIL to the consumer for a moment, so that a burst of calls
             # does not starve it and overflow the queue. Costs callers only under overload.
             time.sleep(0)

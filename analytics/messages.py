@@ -25,6 +25,8 @@ Timestamp = Union[dt.datetime, dt.date, str]
 Message = dict[str, Any]
 
 _UTC = dt.timezone.utc
+# Shared by every message (memory per queued message); treat it as read-only.
+LIBRARY = {"name": LIBRARY_NAME, "version": VERSION}
 
 
 def uuid4() -> str:
@@ -88,7 +90,7 @@ def _common(
     else:
         ctx = deep_merge(scope.context, _mapping("context", context))
         extra = {**scope.integrations, **_mapping("integrations", integrations)}
-    ctx["library"] = {"name": LIBRARY_NAME, "version": VERSION}
+    ctx["library"] = LIBRARY
     mid = id_or_none("message_id", message_id)
     return {
         "type": kind,

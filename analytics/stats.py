@@ -1,6 +1,7 @@
 """Running totals of a client, and the wait that `flush` does on them.
 
-`queued` counts messages accepted into the queue; `settled` counts those of them that were
+`queued` counts messages accepted into the queue (the client bumps it under its own put
+lock); `settled` counts those of them that were
 delivered or dropped. `flush` waits until `settled` reaches what was queued when it began.
 """
 
@@ -24,10 +25,6 @@ class Stats:
         self.dropped_by_reason = dict.fromkeys(REASONS + (("spool_full",) if spool else ()), 0)
         self.spooled = 0
         self.replayed = 0
-
-    def add_queued(self) -> None:
-        with self._cond:
-            self.queued += 1
 
     def add_request(self, retry: bool) -> None:
         with self._cond:

@@ -73,6 +73,15 @@ class Transport:
         if gzip:
             self._headers["Content-Encoding"] = "gzip"
         self._session = requests.Session()
+        # The environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE...) is read once here,
+        # not on every request: that lookup was a tenth of the library's CPU per message.
+        env = self._session.merge_environment_settings(self.url, proxies or {}, None, None, None)
+        self._session.trust_env = False
+        self._proxies = env["proxies"]
+        self._verify = env["verify"]
+        self._cert = env["cert"]
+        # Prepared once; each send copies it and swaps the body in.
+        self._template = requests.Request("POST", self.url, headers=self._headers).prepare()
 
     def __repr__(self) -> str:
         return f"<Transport url={self.url!r} gzip={self.gzip}>"
@@ -85,14 +94,16 @@ class Transport:
 
     def post(self, body: bytes) -> Outcome:
         """Send one body; any failure comes back as an Outcome, never as an exception."""
-        data = gzip_lib.compress(body, compresslevel=6) if self.gzip else body
+        request = self._template.copy()
+        request.body = gzip_lib.compress(body, compresslevel=6) if self.gzip else body
+        request.headers["Content-Length"] = str(len(request.body))
         try:
-            resp = self._session.post(
-                self.url,
-                data=data,
-                headers=self._headers,
+            resp = self._session.send(
+                request,
                 timeout=self.timeout,
-                proxies=self.proxies,
+                proxies=self._proxies,
+                verify=self._verify,
+                cert=self._cert,
             )
         except requests.RequestException as exc:
             return Outcome(None, detail=self._scrub(f"{type(exc).__name__}: {exc}"))
