@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Union
@@ -59,9 +60,23 @@ def _mapping(name: str, value: Any) -> dict[str, Any]:
     raise ValidationError(f"{name} must be a mapping (dict), not {type(value).__name__}")
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second and its text, shared by calls
+
+
+def now_iso8601() -> str:
+    """Now in UTC, as ISO-8601 with microseconds; half the cost of datetime's isoformat."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    second = _second
+    if second[0] != whole:  # one tuple assignment: other threads see the old or the new pair
+        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{second[1]}.{int((now - whole) * 1_000_000):06d}+00:00"
+
+
 def _timestamp(value: Any) -> str:
     if value is None:
-        return dt.datetime.now(_UTC).isoformat()
+        return now_iso8601()
     if isinstance(value, dt.datetime):
         return iso8601(value)
     if isinstance(value, dt.date):
