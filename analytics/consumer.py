@@ -149,16 +149,7 @@ class Consumer:
     def drain_queue_lost(self) -> None:
         """From another thread, once `abort` is set: report what waits in the queue. The
         JSON deque is left alone; after abort this thread sends nothing more."""
-        lost = []
-        while True:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, dict):
-                lost.append(item)
-        if lost:
-            self.lost(ClientShutdown("client shut down before the message was sent"), lost, True)
+        self._report_shutdown(self._take_queued())
 
     def drain_lost(self) -> None:
         """Report everything still waiting as lost to a shutdown (on this thread, or once
@@ -168,13 +159,21 @@ class Consumer:
         if self._carry is not None:
             lost.append(self._carry[0])
             self._carry = None
+        lost += self._take_queued()
+        self.encoded.clear()
+        self._report_shutdown(lost)
+
+    def _take_queued(self) -> list[Message]:
+        """Every message waiting in the queue, markers left out."""
+        taken: list[Message] = []
         while True:
             try:
                 item = self.queue.get_nowait()
             except queue.Empty:
-                break
+                return taken
             if isinstance(item, dict):
-                lost.append(item)
-        self.encoded.clear()
+                taken.append(item)
+
+    def _report_shutdown(self, lost: list[Message]) -> None:
         if lost:
             self.lost(ClientShutdown("client shut down before the message was sent"), lost, True)

@@ -48,6 +48,78 @@ class Sender(Protocol):
     def close(self) -> None: ...
 
 
+class HttpPoster:
+    """POSTs bodies over one kept-alive `requests.Session`; every failure is an Outcome.
+
+    The environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE...) is read once, here, not
+    on every request: that lookup was a tenth of the library's CPU per message.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        secrets: Sequence[str] = (),
+        timeout: float = 15,
+        proxies: dict[str, str] | None = None,
+        gzip: bool = False,
+    ) -> None:
+        self.timeout = timeout
+        self.gzip = gzip
+        self._secrets = tuple(s for s in secrets if s)
+        self._headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"{LIBRARY_NAME}/{VERSION}",
+            **headers,
+        }
+        if gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        self._session = requests.Session()
+        env = self._session.merge_environment_settings(base_url, proxies or {}, None, None, None)
+        self._session.trust_env = False
+        self._proxies = env["proxies"]
+        self._verify = env["verify"]
+        self._cert = env["cert"]
+        # A prepared request per URL; each post copies it and swaps the body in.
+        self._templates: dict[str, requests.PreparedRequest] = {}
+
+    def post(self, url: str, body: bytes) -> Outcome:
+        """Send one body; any failure comes back as an Outcome, never as an exception."""
+        template = self._templates.get(url)
+        if template is None:
+            template = requests.Request("POST", url, headers=self._headers).prepare()
+            self._templates[url] = template
+        request = template.copy()
+        request.body = gzip_lib.compress(body, compresslevel=6) if self.gzip else body
+        request.headers["Content-Length"] = str(len(request.body))
+        try:
+            resp = self._session.send(
+                request,
+                timeout=self.timeout,
+                proxies=self._proxies,
+                verify=self._verify,
+                cert=self._cert,
+            )
+        except Exception as exc:  # requests' errors, or a broken adapter or proxy setting
+            return Outcome(None, detail=self.scrub(f"{type(exc).__name__}: {exc}"))
+        try:
+            status = resp.status_code
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            detail = "" if 200 <= status <= 299 else self.scrub(resp.text[:200])
+        finally:
+            resp.close()
+        return Outcome(status, retry_after, detail)
+
+    def scrub(self, text: str) -> str:
+        """No error text ever carries a secret, even if a server echoes it."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def close(self) -> None:
+        self._session.close()
+
+
 class Transport:
     """Posts batches of Segment-spec messages to `{host}/v1/batch`."""
 
@@ -60,28 +132,16 @@ class Transport:
         gzip: bool = False,
     ) -> None:
         self.url = host.rstrip("/") + "/v1/batch"
-        self.timeout = timeout
-        self.proxies = proxies
         self.gzip = gzip
         token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
-        self._secrets = tuple(s for s in (write_key, token) if s)
-        self._headers = {
-            "Content-Type": "application/json",
-            "User-Agent": f"{LIBRARY_NAME}/{VERSION}",
-            "Authorization": f"Basic {token}",
-        }
-        if gzip:
-            self._headers["Content-Encoding"] = "gzip"
-        self._session = requests.Session()
-        # The environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE...) is read once here,
-        # not on every request: that lookup was a tenth of the library's CPU per message.
-        env = self._session.merge_environment_settings(self.url, proxies or {}, None, None, None)
-        self._session.trust_env = False
-        self._proxies = env["proxies"]
-        self._verify = env["verify"]
-        self._cert = env["cert"]
-        # Prepared once; each send copies it and swaps the body in.
-        self._template = requests.Request("POST", self.url, headers=self._headers).prepare()
+        self._http = HttpPoster(
+            self.url,
+            {"Authorization": f"Basic {token}"},
+            (write_key, token),
+            timeout,
+            proxies,
+            gzip,
+        )
 
     def __repr__(self) -> str:
         return f"<Transport url={self.url!r} gzip={self.gzip}>"
@@ -90,38 +150,7 @@ class Transport:
 
     def send(self, items: Sequence[bytes]) -> Outcome:
         """Send encoded messages as one batch, `sentAt` now."""
-        return self.post(batching.body(items))
-
-    def post(self, body: bytes) -> Outcome:
-        """Send one body; any failure comes back as an Outcome, never as an exception."""
-        request = self._template.copy()
-        request.body = gzip_lib.compress(body, compresslevel=6) if self.gzip else body
-        request.headers["Content-Length"] = str(len(request.body))
-        try:
-            resp = self._session.send(
-                request,
-                timeout=self.timeout,
-                proxies=self._proxies,
-                verify=self._verify,
-                cert=self._cert,
-            )
-        except requests.RequestException as exc:
-            return Outcome(None, detail=self._scrub(f"{type(exc).__name__}: {exc}"))
-        except Exception as exc:  # a broken adapter or proxy setting must not kill the consumer
-            return Outcome(None, detail=self._scrub(f"{type(exc).__name__}: {exc}"))
-        try:
-            status = resp.status_code
-            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            detail = "" if 200 <= status <= 299 else self._scrub(resp.text[:200])
-        finally:
-            resp.close()
-        return Outcome(status, retry_after, detail)
-
-    def _scrub(self, text: str) -> str:
-        """No error text ever carries the write key, even if a server echoes it."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return self._http.post(self.url, batching.body(items))
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()

@@ -9,18 +9,15 @@ posts it; it never raises and knows nothing of retries.
 from __future__ import annotations
 
 import datetime as dt
-import gzip as gzip_lib
 from collections.abc import Sequence
 from typing import Any
 
-import requests
 from dateutil.parser import isoparse
 
 from ..encode import encode as encode_json
 from ..errors import ValidationError
-from ..retry import parse_retry_after
-from ..transport import Outcome
-from ..version import LIBRARY_NAME, VERSION
+from ..transport import HttpPoster, Outcome
+from ..version import VERSION
 
 DEFAULT_HOST = "https://api.a-track.io"
 GEOS = frozenset({"nyc", "sfo", "ams", "sgp", "lon", "fra", "tor", "blr", "syd", "atl", "ric"})
@@ -140,18 +137,10 @@ class ATrackSender:
         gzip: bool = False,
     ) -> None:
         self.base_url = host.rstrip("/")
-        self.timeout = timeout
-        self.proxies = proxies
         self.gzip = gzip
-        self._key = public_key
-        self._headers = {
-            "Content-Type": "application/json",
-            "User-Agent": f"{LIBRARY_NAME}/{VERSION}",
-            KEY_HEADER: public_key,
-        }
-        if gzip:
-            self._headers["Content-Encoding"] = "gzip"
-        self._session = requests.Session()
+        self._http = HttpPoster(
+            self.base_url, {KEY_HEADER: public_key}, (public_key,), timeout, proxies, gzip
+        )
 
     def __repr__(self) -> str:
         return f"<ATrackSender base_url={self.base_url!r} gzip={self.gzip}>"
@@ -170,29 +159,8 @@ class ATrackSender:
         if len(items) != 1:  # ATrackClient pins batch_size to 1; refuse, never half-send
             return Outcome(400, detail=f"A-Track takes one message per request, not {len(items)}")
         path, _, body = items[0].partition(_SEP)
-        data = gzip_lib.compress(body, compresslevel=6) if self.gzip else body
-        try:
-            resp = self._session.post(
-                self.url_for(path.decode("ascii")),
-                data=data,
-                headers=self._headers,
-                timeout=self.timeout,
-                proxies=self.proxies,
-            )
-        except Exception as exc:  # requests' errors, or a broken adapter/proxy setting
-            return Outcome(None, detail=self._scrub(f"{type(exc).__name__}: {exc}"))
-        try:
-            status = resp.status_code
-            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            detail = "" if 200 <= status <= 299 else self._scrub(resp.text[:200])
-        finally:
-            resp.close()
-        return Outcome(status, retry_after, detail)
-
-    def _scrub(self, text: str) -> str:
-        """No error text ever carries the key, even if a server echoes it."""
-        return text.replace(self._key, "***") if self._key else text
+        return self._http.post(self.url_for(path.decode("ascii")), body)
 
     def close(self) -> None:
         """Close the HTTP session."""
-        self._session.close()
+        self._http.close()
