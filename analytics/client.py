@@ -146,6 +146,11 @@ class Client:
             spool_max_bytes = _number("spool_max_bytes", spool_max_bytes, 1, integer=True)
             try:
                 self._spool = spool_lib.Spool(str(spool_path), spool_max_bytes, bool(fsync))
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise ValidationError(f"cannot use spool_path {spool_path!r}: {exc}") from None
+                # Held by another process for longer than the busy timeout: run without it.
+                logger.error("analytics: spool %r unusable (%s); memory only", spool_path, exc)
             except (OSError, sqlite3.Error) as exc:
                 raise ValidationError(f"cannot use spool_path {spool_path!r}: {exc}") from None
         self._high_water = self.max_queue_size // 2
@@ -328,7 +333,10 @@ class Client:
             self._write_ahead(msg, data)
         if self.sync_mode or (self._consumer is None and not self._start_consumer()):
             with self._sync_lock:
-                return self._delivery.deliver([data], [msg], from_queue=False), msg
+                result = self._delivery.deliver([data], [msg], from_queue=False)
+                if result and self._spool is not None:  # the collector answers: catch up
+                    self._replay_guarded()
+            return result is not False, msg  # None: not sent, but kept in the spool
         with self._put_lock:  # keeps the queue and the deque of JSON in the same order
             self._encoded.append(data)
             try:
@@ -446,6 +454,16 @@ class Client:
             error = SpoolFull(f"spool is over spool_max_bytes; {len(evicted)} oldest dropped")
             self._report(error, [json.loads(d) for d in evicted], False)
 
+    def _replay_guarded(self) -> None:
+        try:
+            self._replay_once()
+        except Exception:
+            logger.exception("analytics: replaying the spool failed")
+
+    def fork_lock(self) -> threading.Lock | None:
+        """Held across a fork so that no thread is inside SQLite when it happens."""
+        return self._spool.lock if self._spool is not None else None
+
     def _replay_once(self) -> bool | None:
         """Send one batch from the spool: True if delivered (or refused for good), False if
         the collector still fails, None if nothing is left. Runs on the consumer thread."""
@@ -515,9 +533,16 @@ class Client:
             if not consumer.alive():
                 consumer.drain_lost()
                 self._transport.close()
-            else:  # stuck in a request: take what waits; it reports its batch when done
+                if self._spool is not None:
+                    self._spool.close()
+            else:  # stuck in a request: settle what waits, and the batch in flight, from here
                 self._abort.set()
                 consumer.drain_queue_lost()
+                inflight = self._delivery.abandon()
+                if inflight is not None:
+                    self._lost(
+                        ClientShutdown("client shut down while sending the batch"), *inflight
+                    )
         lifecycle.stopped(self)
         return ok
 
@@ -541,6 +566,6 @@ class Client:
         """In a forked child: a fresh queue, lock, session and (lazily) thread of its own."""
         if self._pid == os.getpid():
             return
-        if self._spool is not None:
+        if self._spool is not None and not self._closed:
             self._spool.reopen_after_fork()
         self._start_process_state()

@@ -45,7 +45,7 @@ class Consumer:
         self.flush_interval = flush_interval
         self.closing = False
         # The spool: `replay()` sends one spooled batch: True if it went, False if it failed,
-        # None if the spool had nothing left.
+        # None if the spool had nothing free. `replay_pending` is False once it found none.
         self.replay = replay
         self.replay_interval = replay_interval
         self.replay_pending = replay is not None
@@ -86,8 +86,8 @@ class Consumer:
                     messages, self.messages = self.messages, []
                     if self.delivery.deliver(self.batcher.take(), messages):
                         self._replay()  # the collector answers again: send what was spooled
-                elif self.replay_pending and not stop:
-                    self._replay()
+                elif self.replay is not None and not stop:
+                    self._replay()  # idle: the spool may hold what other processes left
                 if self.delivery.abort.is_set():
                     self.drain_lost()
                     return
@@ -98,7 +98,7 @@ class Consumer:
 
     def _replay(self) -> None:
         """Send spooled batches while they go through, giving way to live messages."""
-        if self.replay is None or not self.replay_pending:
+        if self.replay is None:
             return
         try:
             while self.queue.empty() and not self.delivery.abort.is_set():
@@ -120,9 +120,9 @@ class Consumer:
                 self._carry = None
             else:
                 if not self.messages:
-                    try:  # idle: with a spool to replay, wake now and then to try again
+                    try:  # idle: with a spool, wake now and then to replay it
                         item = self.queue.get(
-                            timeout=self.replay_interval if self.replay_pending else None
+                            timeout=self.replay_interval if self.replay is not None else None
                         )
                     except queue.Empty:
                         return False

@@ -33,27 +33,32 @@ class Delivery:
     ) -> None:
         self.transport = transport
         self.stats = stats
-        self.lost = lost
+        self.lost = lost  # returns True when it kept the messages (the spool)
         self.max_retries = max_retries
         self.abort = abort
         self.delivered = delivered  # told of each delivered batch (the spool's write-ahead)
+        # The batch being sent, so that a shutdown out of time can settle it from outside.
+        self._inflight_lock = threading.Lock()
+        self._inflight: tuple[Sequence[Message], bool] | None = None
 
     def deliver(
         self, items: Sequence[bytes], messages: Sequence[Message], from_queue: bool = True
-    ) -> bool:
+    ) -> bool | None:
         """Post `items` (the encoded `messages`) as one batch, retrying as the policy says.
-        True if delivered."""
+        True if delivered, None if not but kept (spooled), False if lost."""
+        with self._inflight_lock:
+            self._inflight = (messages, from_queue)
         waits = backoff_waits()
         attempt = 0
         while True:
             if self.abort.is_set():
-                self.lost(ClientShutdown("client shut down before the batch was sent"), messages,
-                          from_queue)  # fmt: skip
-                return False
+                return self._fail(ClientShutdown("client shut down before the batch was sent"))
             self.stats.add_request(retry=attempt > 0)
             outcome = self.transport.send(items)
             attempt += 1
             if outcome.ok:
+                if self._take_inflight() is None:  # abandoned by a shutdown meanwhile
+                    return False
                 logger.debug("delivered %d messages (HTTP %s)", len(items), outcome.status)
                 if self.delivered is not None:
                     self.delivered(messages)
@@ -62,16 +67,28 @@ class Delivery:
             what = f"HTTP {outcome.status}" if outcome.status is not None else outcome.detail
             if not is_retryable(outcome.status):
                 assert outcome.status is not None
-                self.lost(APIError(outcome.status, outcome.detail), messages, from_queue)
-                return False
+                return self._fail(APIError(outcome.status, outcome.detail))
             if attempt > self.max_retries:
-                self.lost(RetriesExhausted(attempt, outcome.status, what), messages, from_queue)
-                return False
+                return self._fail(RetriesExhausted(attempt, outcome.status, what))
             wait = next(waits)
             if outcome.retry_after is not None:
                 wait = outcome.retry_after
             logger.debug("attempt %d failed (%s); retrying in %.3f s", attempt, what, wait)
             if self.abort.wait(wait):
-                self.lost(ClientShutdown("client shut down while retrying the batch"), messages,
-                          from_queue)  # fmt: skip
-                return False
+                return self._fail(ClientShutdown("client shut down while retrying the batch"))
+
+    def _take_inflight(self) -> tuple[Sequence[Message], bool] | None:
+        with self._inflight_lock:
+            taken, self._inflight = self._inflight, None
+        return taken
+
+    def _fail(self, error: DeliveryError) -> bool | None:
+        taken = self._take_inflight()
+        if taken is None:  # a shutdown already settled this batch
+            return False
+        return None if self.lost(error, *taken) else False
+
+    def abandon(self) -> tuple[Sequence[Message], bool] | None:
+        """For a shutdown out of time: take the batch in flight, so that it is settled once,
+        by the caller, even if the thread sending it never comes back."""
+        return self._take_inflight()

@@ -21,6 +21,7 @@ class Managed(Protocol):
     def flush_soon(self) -> None: ...
     def shutdown(self, timeout: float | None = None) -> bool: ...
     def reset_after_fork(self) -> None: ...
+    def fork_lock(self) -> threading.Lock | None: ...
 
 
 _lock = threading.Lock()
@@ -37,7 +38,11 @@ def register(client: Managed) -> None:
             _installed = True
             atexit.register(drain_all)
             if hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=_after_fork_in_child)
+                os.register_at_fork(
+                    before=_before_fork,
+                    after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child,
+                )
 
 
 def started(client: Managed) -> None:
@@ -66,7 +71,25 @@ def drain_all() -> None:
             logger.exception("analytics: draining a client at exit failed")
 
 
+_held: list[threading.Lock] = []
+
+
+def _before_fork() -> None:
+    """Hold every spool's lock: no thread may be inside SQLite when the process forks, or
+    the child inherits SQLite's own locks held, and hangs."""
+    for client in list(_every):
+        lock = client.fork_lock()
+        if lock is not None and lock.acquire(timeout=5):
+            _held.append(lock)
+
+
+def _after_fork_in_parent() -> None:
+    while _held:
+        _held.pop().release()
+
+
 def _after_fork_in_child() -> None:
+    _after_fork_in_parent()  # a plain Lock may be released by any thread
     global _lock
     _lock = threading.Lock()  # the parent's may have been held by another thread
     _running.clear()

@@ -50,15 +50,16 @@ class Spool:
         self.path = path
         self.max_bytes = max_bytes
         self.fsync = fsync
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # every use of the connection holds it (and so does fork)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._size = 0
+        self._orphans: list[sqlite3.Connection] = []
         self._db = self._open()
 
     # -- opening ---------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
         db.executescript(_SCHEMA)
@@ -68,7 +69,9 @@ class Spool:
     def _open(self) -> sqlite3.Connection:
         try:
             db = self._connect()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError:  # locked or unreadable: not a reason to move it
+            raise
+        except sqlite3.DatabaseError as exc:  # not a database, or a corrupt one
             aside = f"{self.path}.corrupt-{int(time.time())}"
             logger.error("analytics spool %s is unusable (%s); moved to %s", self.path, exc, aside)
             for suffix in ("", "-wal", "-shm"):
@@ -79,13 +82,15 @@ class Spool:
         return db
 
     def reopen_after_fork(self) -> None:
-        """A forked child must not use its parent's connection."""
-        self._lock = threading.Lock()
+        """A forked child must not use its parent's connection, nor close it: closing could
+        checkpoint the parent's WAL from under it. It is kept, unused, for good."""
+        self._orphans.append(self._db)
+        self.lock = threading.Lock()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._db = self._open()
 
     def close(self) -> None:
-        with self._lock:
+        with self.lock:
             self._db.close()
 
     # -- writing ---------------------------------------------------------------------------
@@ -96,7 +101,7 @@ class Spool:
         now = time.time()
         owner = self.owner if own else None
         rows = [(mid, data, len(data), owner, now if own else None) for mid, data in items]
-        with self._lock:
+        with self.lock:
             self._db.executemany(
                 "INSERT INTO spool (message_id, data, size, owner, claimed_at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -112,8 +117,9 @@ class Spool:
         self._size = self._db.execute("SELECT total(size) FROM spool").fetchone()[0]
         evicted: list[bytes] = []
         while self._size > self.max_bytes:
+            # Only free rows: a claimed or written-ahead one is a message still on its way.
             oldest = self._db.execute(
-                "SELECT id, data, size FROM spool ORDER BY id LIMIT 100"
+                "SELECT id, data, size FROM spool WHERE owner IS NULL ORDER BY id LIMIT 100"
             ).fetchall()
             if not oldest:
                 break
@@ -135,7 +141,7 @@ class Spool:
     def claim(self, max_count: int, max_bytes: int) -> list[Row]:
         """Claim the oldest free messages, up to a count and a byte budget."""
         now = time.time()
-        with self._lock:
+        with self.lock:
             self._free_dead_owners()
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -175,7 +181,7 @@ class Spool:
 
     def delete(self, ids: Sequence[int]) -> None:
         """Forget rows that were delivered (or refused for good)."""
-        with self._lock:
+        with self.lock:
             sizes = self._db.execute(
                 f"SELECT total(size) FROM spool WHERE id IN ({_marks(ids)})", list(ids)
             ).fetchone()[0]
@@ -184,7 +190,7 @@ class Spool:
 
     def release(self, ids: Sequence[int]) -> None:
         """Give claimed rows back, for a later try."""
-        with self._lock:
+        with self.lock:
             self._db.executemany(
                 "UPDATE spool SET owner = NULL, claimed_at = NULL WHERE id = ?",
                 [(i,) for i in ids],
@@ -192,7 +198,7 @@ class Spool:
 
     def settle_own(self, message_ids: Sequence[str], delivered: bool) -> None:
         """Write-ahead rows of this process: delete them once delivered, else free them."""
-        with self._lock:
+        with self.lock:
             sql = (
                 "DELETE FROM spool WHERE owner = ? AND message_id = ?"
                 if delivered
@@ -202,7 +208,7 @@ class Spool:
             self._db.executemany(sql, [(self.owner, m) for m in message_ids])
 
     def count(self) -> int:
-        with self._lock:
+        with self.lock:
             return int(self._db.execute("SELECT count(*) FROM spool").fetchone()[0])
 
 
