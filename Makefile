@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/durable.py
 
 bench-smoke: $(STAMP)
 	$(BIN)/python bench/run.py --smoke

@@ -7,7 +7,6 @@ Thread start, fork recovery and error reporting live off that path.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import queue
@@ -20,20 +19,18 @@ from typing import Any, Callable
 
 from . import lifecycle, messages
 from . import spool as spool_lib
-from .batch import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
+from .batch import MAX_MESSAGE_BYTES
 from .consumer import Consumer
 from .delivery import Delivery
 from .errors import (
-    APIError,
     ClientShutdown,
     DeliveryError,
     MessageTooLarge,
     QueueFull,
-    SpoolFull,
     ValidationError,
 )
+from .keeper import Keeper
 from .log import Throttle, logger
-from .retry import is_retryable
 from .stats import Stats
 from .transport import DEFAULT_HOST, Sender, Transport
 
@@ -174,13 +171,19 @@ class Client:
         self._abort = threading.Event()
         self._transport = self._make_sender()
         self._encode = self._transport.encode
+        self._keeper: Keeper | None = None
+        if self._spool is not None:
+            self._keeper = Keeper(
+                self._spool, self._stats, self._transport, self._report, self.batch_size,
+                self.durable,
+            )  # fmt: skip
         self._delivery = Delivery(
             self._transport,
             self._stats,
             self._lost,
             self.max_retries,
             self._abort,
-            self._written_ahead_delivered if self.durable else None,
+            self._keeper.delivered if self._keeper is not None and self.durable else None,
         )
         self._consumer: Consumer | None = None
 
@@ -329,13 +332,13 @@ class Client:
             return True, msg
         if self._pid != os.getpid():
             self.reset_after_fork()
-        if self.durable:
-            self._write_ahead(msg, data)
+        if self.durable and self._keeper is not None:
+            self._keeper.write_ahead(msg, data)
         if self.sync_mode or (self._consumer is None and not self._start_consumer()):
             with self._sync_lock:
                 result = self._delivery.deliver([data], [msg], from_queue=False)
-                if result and self._spool is not None:  # the collector answers: catch up
-                    self._replay_guarded()
+                if result and self._keeper is not None:  # the collector answers: catch up
+                    self._keeper.replay_guarded()
             return result is not False, msg  # None: not sent, but kept in the spool
         with self._put_lock:  # keeps the queue and the deque of JSON in the same order
             self._encoded.append(data)
@@ -372,7 +375,7 @@ class Client:
                     self._lost,
                     self.batch_size,
                     self.flush_interval,
-                    self._replay_once if self._spool is not None else None,
+                    self._keeper.replay_once if self._keeper is not None else None,
                     spool_lib.REPLAY_INTERVAL,
                 )
                 try:
@@ -387,11 +390,14 @@ class Client:
     def _lost(self, error: DeliveryError, batch: Sequence[Message], from_queue: bool) -> bool:
         """Messages that will not be delivered now. With a spool, what failed for a passing
         reason waits there instead (True); the rest is reported (False)."""
-        if self._spool is not None:
-            if error.reason in _SPILLED and self._spill(batch, from_queue):
+        keeper = self._keeper
+        if keeper is not None:
+            if error.reason in _SPILLED and keeper.keep(batch, from_queue):
+                consumer = self._consumer
+                if consumer is not None:
+                    consumer.replay_pending = True
                 return True
-            if self.durable:  # refused for good: the write-ahead copy must not replay
-                self._settle_written_ahead(batch, delivered=True)
+            keeper.refused(batch)
         self._report(error, batch, from_queue)
         return False
 
@@ -411,84 +417,9 @@ class Client:
                 logger.exception("on_error raised; ignored")
         self._stats.add_dropped(error.reason, len(batch), from_queue)
 
-    # -- the spool --------------------------------------------------------------------------
-
-    def _write_ahead(self, msg: Message, data: bytes) -> None:
-        assert self._spool is not None
-        try:
-            self._report_evicted(self._spool.add([(msg["messageId"], data)], own=True))
-        except sqlite3.Error:
-            logger.exception("analytics: the spool write failed; the message is only in memory")
-
-    def _written_ahead_delivered(self, batch: Sequence[Message]) -> None:
-        self._settle_written_ahead(batch, delivered=True)
-
-    def _settle_written_ahead(self, batch: Sequence[Message], delivered: bool) -> None:
-        assert self._spool is not None
-        try:
-            self._spool.settle_own([m["messageId"] for m in batch], delivered)
-        except sqlite3.Error:
-            logger.exception("analytics: the spool could not be updated")
-
-    def _spill(self, batch: Sequence[Message], from_queue: bool) -> bool:
-        """Keep messages in the spool for a later replay. False if the spool failed."""
-        assert self._spool is not None
-        try:
-            if self.durable:  # already written ahead: let any process replay them
-                self._spool.settle_own([m["messageId"] for m in batch], delivered=False)
-            else:
-                pairs = [(m["messageId"], self._encode(m)) for m in batch]
-                self._report_evicted(self._spool.add(pairs))
-        except sqlite3.Error:
-            logger.exception("analytics: the spool write failed")
-            return False
-        logger.info("analytics: %d message(s) kept in the spool for later", len(batch))
-        self._stats.add_spooled(len(batch), from_queue)
-        consumer = self._consumer
-        if consumer is not None:
-            consumer.replay_pending = True
-        return True
-
-    def _report_evicted(self, evicted: list[bytes]) -> None:
-        if evicted:
-            error = SpoolFull(f"spool is over spool_max_bytes; {len(evicted)} oldest dropped")
-            self._report(error, [json.loads(d) for d in evicted], False)
-
-    def _replay_guarded(self) -> None:
-        try:
-            self._replay_once()
-        except Exception:
-            logger.exception("analytics: replaying the spool failed")
-
     def fork_lock(self) -> threading.Lock | None:
         """Held across a fork so that no thread is inside SQLite when it happens."""
         return self._spool.lock if self._spool is not None else None
-
-    def _replay_once(self) -> bool | None:
-        """Send one batch from the spool: True if delivered (or refused for good), False if
-        the collector still fails, None if nothing is left. Runs on the consumer thread."""
-        assert self._spool is not None
-        rows = self._spool.claim(self.batch_size, MAX_BATCH_BYTES - 100)
-        if not rows:
-            return None
-        items = [r.data for r in rows]
-        self._stats.add_request(retry=False)
-        outcome = self._transport.send(items)
-        ids = [r.id for r in rows]
-        if outcome.ok:
-            self._spool.delete(ids)
-            self._stats.add_replayed(len(rows))
-            logger.debug("analytics: replayed %d spooled message(s)", len(rows))
-            return True
-        if is_retryable(outcome.status):
-            self._spool.release(ids)
-            return False
-        self._spool.delete(ids)
-        assert outcome.status is not None
-        self._report(
-            APIError(outcome.status, outcome.detail), [json.loads(d) for d in items], False
-        )
-        return True
 
     # -- flush, shutdown, stats ------------------------------------------------------------
 
