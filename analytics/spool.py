@@ -7,13 +7,14 @@ is taken over. The spool never raises into the app: a file it cannot use is move
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .log import logger
@@ -54,6 +55,7 @@ class Spool:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._size = 0
         self._orphans: list[sqlite3.Connection] = []
+        self._next_owner_check = 0.0
         self._db = self._open()
 
     # -- opening ---------------------------------------------------------------------------
@@ -85,6 +87,7 @@ class Spool:
         """A forked child must not use its parent's connection, nor close it: closing could
         checkpoint the parent's WAL from under it. It is kept, unused, for good."""
         self._orphans.append(self._db)
+        self._next_owner_check = 0.0
         self.lock = threading.Lock()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._db = self._open()
@@ -101,7 +104,7 @@ class Spool:
         now = time.time()
         owner = self.owner if own else None
         rows = [(mid, data, len(data), owner, now if own else None) for mid, data in items]
-        with self.lock:
+        with self.lock, self._transaction():
             self._db.executemany(
                 "INSERT INTO spool (message_id, data, size, owner, claimed_at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -136,13 +139,39 @@ class Spool:
     def _delete_ids(self, ids: Sequence[int]) -> None:
         self._db.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One commit for a statement run over many rows (autocommit would make each row a
+        transaction of its own: a hundred commits for a batch)."""
+        if self._db.in_transaction:
+            yield
+            return
+        # IMMEDIATE: the write lock up front, waiting out the busy timeout. A deferred
+        # transaction that reads then writes fails at once if another process wrote between.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     # -- claiming and settling -------------------------------------------------------------
 
     def claim(self, max_count: int, max_bytes: int) -> list[Row]:
         """Claim the oldest free messages, up to a count and a byte budget."""
         now = time.time()
         with self.lock:
-            self._free_dead_owners()
+            if now >= self._next_owner_check:  # a scan of owners: now and then, not per claim
+                self._next_owner_check = now + 5.0
+                self._free_dead_owners()
+            # A plain read first: the usual answer is "nothing", and it takes no write lock.
+            free = self._db.execute(
+                "SELECT 1 FROM spool WHERE owner IS NULL OR claimed_at < ? LIMIT 1",
+                (now - CLAIM_SECONDS,),
+            ).fetchone()
+            if free is None:
+                return []
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 found = self._db.execute(
@@ -181,7 +210,7 @@ class Spool:
 
     def delete(self, ids: Sequence[int]) -> None:
         """Forget rows that were delivered (or refused for good)."""
-        with self.lock:
+        with self.lock, self._transaction():
             sizes = self._db.execute(
                 f"SELECT total(size) FROM spool WHERE id IN ({_marks(ids)})", list(ids)
             ).fetchone()[0]
@@ -190,7 +219,7 @@ class Spool:
 
     def release(self, ids: Sequence[int]) -> None:
         """Give claimed rows back, for a later try."""
-        with self.lock:
+        with self.lock, self._transaction():
             self._db.executemany(
                 "UPDATE spool SET owner = NULL, claimed_at = NULL WHERE id = ?",
                 [(i,) for i in ids],
@@ -198,7 +227,7 @@ class Spool:
 
     def settle_own(self, message_ids: Sequence[str], delivered: bool) -> None:
         """Write-ahead rows of this process: delete them once delivered, else free them."""
-        with self.lock:
+        with self.lock, self._transaction():
             sql = (
                 "DELETE FROM spool WHERE owner = ? AND message_id = ?"
                 if delivered
