@@ -1,0 +1,138 @@
+"""A real Celery worker (prefork pool, 2 processes, filesystem broker): with the README's
+`worker_process_shutdown` recipe every event tracked in a task reaches the collector exactly
+once when a warm shutdown (SIGTERM) stops the pool; without it the pool processes leave with
+`os._exit` and what they had queued is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import wait_until
+
+celery = pytest.importorskip("celery")
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="prefork needs os.fork")
+
+HERE = Path(__file__).resolve().parent
+TASKS = 20
+
+
+def broker_options(root: Path) -> dict[str, Any]:
+    """kombu's filesystem transport, every folder under `root` (its defaults are relative)."""
+    queue, processed, control = root / "queue", root / "processed", root / "control"
+    for folder in (queue, processed, control):
+        folder.mkdir(parents=True)
+    return {
+        "data_folder_in": str(queue),
+        "data_folder_out": str(queue),
+        "processed_folder": str(processed),
+        "store_processed": True,
+        "control_folder": str(control),
+        "polling_interval": 0.1,
+    }
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its new parent) counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM (Celery's warm shutdown), then wait at most `timeout`; kill on overrun."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        raise AssertionError(f"celery did not stop within {timeout}s of SIGTERM") from None
+
+
+def run_worker(collector: Any, tmp_path: Path, recipe: bool) -> tuple[set[int], str]:
+    """Start a prefork worker, run TASKS tasks, stop it warm; the pool pids and its log."""
+    options = broker_options(tmp_path / "broker")
+    done = tmp_path / "done"
+    done.mkdir()
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env.update(
+        ANALYTICS_TEST_HOST=collector.url,
+        ANALYTICS_TEST_DIR=str(done),
+        ANALYTICS_TEST_BROKER_OPTIONS=json.dumps(options),
+        ANALYTICS_TEST_RECIPE="1" if recipe else "0",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")])),
+    )
+    log = tmp_path / "celery.log"
+    command = [
+        sys.executable, "-m", "celery", "-A", "_celery_app", "worker",
+        "-P", "prefork", "-c", "2", "-n", f"analytics-test-{os.getpid()}@localhost",
+        "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, cwd=HERE, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        with celery.Celery("producer", broker="filesystem://") as producer:
+            producer.conf.broker_transport_options = options
+            for n in range(TASKS):  # the first two meet, so both pool processes track
+                producer.send_task("track_one", args=[n], kwargs={"hold": n < 2})
+
+        def finished() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"celery exited early with {proc.returncode}")
+            return sum(p.name.startswith("done-") for p in done.iterdir()) == TASKS
+
+        ran = wait_until(finished, timeout=30, interval=0.05)
+        output = log.read_text(errors="replace")
+        assert ran, f"the worker did not run {TASKS} tasks within 30s\n{output}"
+        pids = {int((done / f"done-{n}").read_text()) for n in range(TASKS)}
+        assert collector.snapshot() == []  # all still queued: flush_interval is 30 s
+        code = stop(proc, timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+    output = log.read_text(errors="replace")
+    assert code == 0, output
+    # Whatever a pool process sent, it sent before it died: wait (bounded) until all have.
+    assert wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10), output
+    return pids, output
+
+
+def test_recipe_drains_every_pool_process_at_warm_shutdown(collector, tmp_path):
+    pids, output = run_worker(collector, tmp_path, recipe=True)
+    assert len(pids) == 2, f"tasks ran in {pids}, not in two pool processes"
+
+    messages = collector.wait_for_messages(TASKS, timeout=10)
+    ids = Counter(m["messageId"] for m in messages)
+    assert max(ids.values()) == 1, f"sent twice: {[i for i, c in ids.items() if c > 1]}"
+    assert sorted(ids) == sorted(f"celery-task-{n}" for n in range(TASKS)), output
+    for m in messages:
+        n = m["properties"]["n"]
+        assert m["event"] == "Task Ran"
+        assert m["userId"] == f"user-{n}"
+    assert {m["properties"]["pid"] for m in messages} == pids  # each child sent its own
+
+
+def test_without_the_recipe_pool_processes_lose_their_queue(collector, tmp_path):
+    pids, output = run_worker(collector, tmp_path, recipe=False)
+    assert len(pids) == 2, f"tasks ran in {pids}, not in two pool processes"
+    # every pool process is gone: nothing more can arrive
+    arrived = collector.message_count()
+    assert arrived < TASKS, f"all {TASKS} arrived without the recipe\n{output}"
+    assert arrived == 0  # os._exit skipped atexit: nothing queued in a pool process left
