@@ -60,6 +60,9 @@ def _pick(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> 
 class Client:
     """A client for one source (write key): its own queue, consumer thread and session."""
 
+    # The six message builders (the `messages` module); a protocol may wrap them.
+    _build: Any = messages
+
     def __new__(cls, *args: Any, protocol: str = "segment", **kwargs: Any) -> Client:
         if cls is Client and protocol != "segment":
             if protocol == "atrack":
@@ -221,7 +224,7 @@ class Client:
     ) -> Result:
         """Record an action the user did."""
         return self._enqueue(
-            messages.track(
+            self._build.track(
                 user_id, event, properties, context, timestamp, anonymous_id, integrations,
                 message_id,
             )
@@ -239,7 +242,7 @@ class Client:
     ) -> Result:
         """Tie a user to their traits."""
         return self._enqueue(
-            messages.identify(
+            self._build.identify(
                 user_id, traits, context, timestamp, anonymous_id, integrations, message_id
             )
         )
@@ -258,7 +261,7 @@ class Client:
     ) -> Result:
         """Record a page view."""
         return self._enqueue(
-            messages.page(
+            self._build.page(
                 user_id, category, name, properties, context, timestamp, anonymous_id,
                 integrations, message_id,
             )
@@ -278,7 +281,7 @@ class Client:
     ) -> Result:
         """Record a screen view in an app."""
         return self._enqueue(
-            messages.screen(
+            self._build.screen(
                 user_id, category, name, properties, context, timestamp, anonymous_id,
                 integrations, message_id,
             )
@@ -297,7 +300,7 @@ class Client:
     ) -> Result:
         """Tie a user to a group (an account, a company)."""
         return self._enqueue(
-            messages.group(
+            self._build.group(
                 user_id, group_id, traits, context, timestamp, anonymous_id, integrations,
                 message_id,
             )
@@ -314,7 +317,7 @@ class Client:
     ) -> Result:
         """Merge one identity into another."""
         return self._enqueue(
-            messages.alias(previous_id, user_id, context, timestamp, integrations, message_id)
+            self._build.alias(previous_id, user_id, context, timestamp, integrations, message_id)
         )
 
     # -- the hot path ----------------------------------------------------------------------

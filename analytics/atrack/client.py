@@ -73,6 +73,7 @@ class ATrackClient(Client):
             raise ValidationError("storage must have get(), set(user) and clear()")
         self.geo = geo
         self.storage: UserStorage = storage
+        self._build = _Builders(self)
         super().__init__(**options, protocol="atrack")
 
     @property
@@ -200,102 +201,28 @@ class ATrackClient(Client):
         }
         return self._enqueue(msg)
 
-    # -- the Segment-spec calls, mapped by the sender ------------------------------------------
 
-    def track(
-        self,
-        user_id: messages.Id | None = None,
-        event: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: messages.Timestamp | None = None,
-        anonymous_id: messages.Id | None = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: messages.Id | None = None,
-    ) -> Result:
-        """``POST /event``: the event, with `properties` as its attributes."""
-        return super().track(
-            self._fill(user_id, anonymous_id), event, properties, context, timestamp,
-            anonymous_id, integrations, message_id,
-        )  # fmt: skip
+class _Builders:
+    """The core's message builders, with the current user's uuid as the id of a call that
+    gives none (nor does its scope), and no alias."""
 
-    def identify(
-        self,
-        user_id: messages.Id | None = None,
-        traits: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: messages.Timestamp | None = None,
-        anonymous_id: messages.Id | None = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: messages.Id | None = None,
-    ) -> Result:
-        """``POST /attributes`` (merge) with `traits` as the attributes."""
-        return super().identify(
-            self._fill(user_id, anonymous_id), traits, context, timestamp, anonymous_id,
-            integrations, message_id,
-        )  # fmt: skip
+    def __init__(self, client: ATrackClient) -> None:
+        self._client = client
 
-    def page(
-        self,
-        user_id: messages.Id | None = None,
-        category: str | None = None,
-        name: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: messages.Timestamp | None = None,
-        anonymous_id: messages.Id | None = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: messages.Id | None = None,
-    ) -> Result:
-        """``POST /event`` named "page"; name, category and properties as attributes."""
-        return super().page(
-            self._fill(user_id, anonymous_id), category, name, properties, context, timestamp,
-            anonymous_id, integrations, message_id,
-        )  # fmt: skip
+    def track(self, user_id: Any, *args: Any) -> messages.Message:
+        return messages.track(self._client._fill(user_id, args[4]), *args)
 
-    def screen(
-        self,
-        user_id: messages.Id | None = None,
-        category: str | None = None,
-        name: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: messages.Timestamp | None = None,
-        anonymous_id: messages.Id | None = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: messages.Id | None = None,
-    ) -> Result:
-        """``POST /event`` named "screen"; name, category and properties as attributes."""
-        return super().screen(
-            self._fill(user_id, anonymous_id), category, name, properties, context, timestamp,
-            anonymous_id, integrations, message_id,
-        )  # fmt: skip
+    def identify(self, user_id: Any, *args: Any) -> messages.Message:
+        return messages.identify(self._client._fill(user_id, args[3]), *args)
 
-    def group(
-        self,
-        user_id: messages.Id | None = None,
-        group_id: messages.Id | None = None,
-        traits: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: messages.Timestamp | None = None,
-        anonymous_id: messages.Id | None = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: messages.Id | None = None,
-    ) -> Result:
-        """``POST /attributes`` (merge) with ``{"group": {**traits, "id": group_id}}``."""
-        return super().group(
-            self._fill(user_id, anonymous_id), group_id, traits, context, timestamp,
-            anonymous_id, integrations, message_id,
-        )  # fmt: skip
+    def page(self, user_id: Any, *args: Any) -> messages.Message:
+        return messages.page(self._client._fill(user_id, args[5]), *args)
 
-    def alias(
-        self,
-        previous_id: messages.Id | None = None,
-        user_id: messages.Id | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: messages.Timestamp | None = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: messages.Id | None = None,
-    ) -> Result:
-        """Refused: A-Track has no alias (raises ValidationError)."""
+    def screen(self, user_id: Any, *args: Any) -> messages.Message:
+        return messages.screen(self._client._fill(user_id, args[5]), *args)
+
+    def group(self, user_id: Any, *args: Any) -> messages.Message:
+        return messages.group(self._client._fill(user_id, args[4]), *args)
+
+    def alias(self, *args: Any) -> messages.Message:
         raise ValidationError("the A-Track protocol has no alias; nothing was sent")
