@@ -467,6 +467,8 @@ class Client:
             if not consumer.alive():
                 consumer.drain_lost()
                 self._transport.close()
+                if self._keeper is not None:
+                    self._keeper.close()
                 if self._spool is not None:
                     self._spool.close()
             else:  # stuck in a request: settle what waits, and the batch in flight, from here

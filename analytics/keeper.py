@@ -1,16 +1,19 @@
-"""What a client does with its spool: write ahead (durable), keep what failed for a passing
-reason, and replay. Used only when `spool_path` is set; the spool file itself is spool.py.
+"""What a client does with its spool: write ahead (durable, through the journal), keep what
+failed for a passing reason, and replay. Used only when `spool_path` is set; the files
+themselves are spool.py and journal.py.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any, Callable
 
 from .batch import MAX_BATCH_BYTES
 from .errors import APIError, DeliveryError, SpoolFull
+from .journal import Journal, fold_orphans
 from .log import logger
 from .retry import is_retryable
 from .spool import Spool
@@ -37,34 +40,43 @@ class Keeper:
         self.report = report
         self.batch_size = batch_size
         self.durable = durable
+        self.journal = Journal(spool.path, spool.fsync) if durable else None
+        self._next_fold = 0.0
+        self._fold()  # what ended processes left is in the spool once the client is built
+
+    def _fold(self) -> None:
+        """Journals of ended processes into the spool: at start, then every 5 s at most."""
+        self._next_fold = time.monotonic() + 5.0
+        try:
+            fold_orphans(self.spool.path, self._add_folded)
+        except (OSError, sqlite3.Error):
+            logger.exception("analytics: folding the journals of ended processes failed")
 
     def write_ahead(self, msg: Message, data: bytes) -> None:
-        """Durable mode: the message is on disk, owned by this process, before the call ends."""
+        """Durable mode: the message is in this process's journal before the call ends."""
+        assert self.journal is not None
         try:
-            self._report_evicted(self.spool.add([(msg["messageId"], data)], own=True))
-        except sqlite3.Error:
-            logger.exception("analytics: the spool write failed; the message is only in memory")
+            self.journal.append(msg["messageId"], data)
+        except OSError:
+            logger.exception("analytics: the journal write failed; the message is only in memory")
 
     def delivered(self, batch: Sequence[Message]) -> None:
-        """Durable mode: delivered, so the written-ahead copies go."""
-        self._settle_own(batch, delivered=True)
+        """Durable mode: delivered, so the journal's copies are done."""
+        self._done(batch)
 
     def refused(self, batch: Sequence[Message]) -> None:
-        """Durable mode: refused for good, so the written-ahead copies must not replay."""
-        if self.durable:
-            self._settle_own(batch, delivered=True)
+        """Refused for good: the journal's copies must not come back."""
+        self._done(batch)
 
     def keep(self, batch: Sequence[Message], from_queue: bool) -> bool:
         """Keep messages for a later replay. False if the spool failed (then report them)."""
         try:
-            if self.durable:  # already written ahead: free them for any process to replay
-                self.spool.settle_own([m["messageId"] for m in batch], delivered=False)
-            else:
-                pairs = [(m["messageId"], self.sender.encode(m)) for m in batch]
-                self._report_evicted(self.spool.add(pairs))
+            pairs = [(m["messageId"], self.sender.encode(m)) for m in batch]
+            self._report_evicted(self.spool.add(pairs))
         except sqlite3.Error:
             logger.exception("analytics: the spool write failed")
             return False
+        self._done(batch)  # in the spool now: the journal's copies are done
         logger.info("analytics: %d message(s) kept in the spool for later", len(batch))
         self.stats.add_spooled(len(batch), from_queue)
         return True
@@ -72,6 +84,8 @@ class Keeper:
     def replay_once(self) -> bool | None:
         """Send one batch from the spool: True if delivered (or refused for good), False if
         the collector still fails, None if nothing free is left."""
+        if time.monotonic() >= self._next_fold:
+            self._fold()
         rows = self.spool.claim(self.batch_size, MAX_BATCH_BYTES - 100)
         if not rows:
             return None
@@ -100,11 +114,19 @@ class Keeper:
         except Exception:
             logger.exception("analytics: replaying the spool failed")
 
-    def _settle_own(self, batch: Sequence[Message], delivered: bool) -> None:
-        try:
-            self.spool.settle_own([m["messageId"] for m in batch], delivered)
-        except sqlite3.Error:
-            logger.exception("analytics: the spool could not be updated")
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+
+    def _done(self, batch: Sequence[Message]) -> None:
+        if self.journal is not None:
+            try:
+                self.journal.done([m["messageId"] for m in batch])
+            except OSError:
+                logger.exception("analytics: the journal could not be updated")
+
+    def _add_folded(self, pairs: list[tuple[str, bytes]]) -> None:
+        self._report_evicted(self.spool.add(pairs))
 
     def _report_evicted(self, evicted: list[bytes]) -> None:
         if evicted:

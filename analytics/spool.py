@@ -98,12 +98,10 @@ class Spool:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def add(self, items: Sequence[tuple[str, bytes]], own: bool = False) -> list[bytes]:
-        """Store (messageId, JSON) pairs; `own` keeps them claimed by this process (write-ahead).
-        Returns the JSON of the oldest messages evicted to stay under `max_bytes`."""
-        now = time.time()
-        owner = self.owner if own else None
-        rows = [(mid, data, len(data), owner, now if own else None) for mid, data in items]
+    def add(self, items: Sequence[tuple[str, bytes]]) -> list[bytes]:
+        """Store (messageId, JSON) pairs, free for any process to send. Returns the JSON of
+        the oldest messages evicted to stay under `max_bytes`."""
+        rows = [(mid, data, len(data), None, None) for mid, data in items]
         with self.lock, self._transaction():
             self._db.executemany(
                 "INSERT INTO spool (message_id, data, size, owner, claimed_at) "
@@ -120,7 +118,7 @@ class Spool:
         self._size = self._db.execute("SELECT total(size) FROM spool").fetchone()[0]
         evicted: list[bytes] = []
         while self._size > self.max_bytes:
-            # Only free rows: a claimed or written-ahead one is a message still on its way.
+            # Only free rows: a claimed one is a message on its way.
             oldest = self._db.execute(
                 "SELECT id, data, size FROM spool WHERE owner IS NULL ORDER BY id LIMIT 100"
             ).fetchall()
@@ -224,17 +222,6 @@ class Spool:
                 "UPDATE spool SET owner = NULL, claimed_at = NULL WHERE id = ?",
                 [(i,) for i in ids],
             )
-
-    def settle_own(self, message_ids: Sequence[str], delivered: bool) -> None:
-        """Write-ahead rows of this process: delete them once delivered, else free them."""
-        with self.lock, self._transaction():
-            sql = (
-                "DELETE FROM spool WHERE owner = ? AND message_id = ?"
-                if delivered
-                else "UPDATE spool SET owner = NULL, claimed_at = NULL "
-                "WHERE owner = ? AND message_id = ?"
-            )
-            self._db.executemany(sql, [(self.owner, m) for m in message_ids])
 
     def count(self) -> int:
         with self.lock:

@@ -22,8 +22,8 @@ from _spool_helpers import (
     Scripts,
     spool_bytes,
     spool_count,
-    spool_ids,
     spool_owners,
+    spool_ids,
     wait_child,
 )
 from helpers import call_within, wait_until
@@ -147,8 +147,8 @@ def test_sigkill_with_durable_loses_nothing(mode, tmp_path, collector, down_coll
     first.kill()  # SIGKILL, and reaped
     before = target.snapshot() if target.listening else []
     assert "refused" not in first.stdout
-    # Write-ahead: every accepted message is on disk, though the process died.
-    assert spool_count(spool) == n
+    # Write-ahead: every accepted message is on disk (the journal), though the process died.
+    assert spool_count(spool) + len(journal_open(spool)) == n
 
     if mode == "hung":
         collector.heal()  # the dead process's hung requests are answered into the void
@@ -174,6 +174,7 @@ def test_sigkill_with_durable_loses_nothing(mode, tmp_path, collector, down_coll
           f"{dup_within} duplicate(s) within the second process")
     assert dup_within == 0, "the replaying process sent some messages twice"
     assert spool_count(spool) == 0
+    assert journal_open(spool) == [], "the dead process's journal was not folded"
 
 
 def test_two_processes_replaying_one_spool_never_send_a_message_twice(
@@ -326,16 +327,32 @@ def test_durable_writes_ahead_before_the_call_returns_and_deletes_after_delivery
     client = make_client(spool_path=str(spool), durable=True)
     for i in range(5):
         assert client.track("u", "Ahead", message_id=f"wa-{i}")[0]
-        assert spool_count(spool) == i + 1, "not on disk when the call returned"
-    assert all(o is not None for o in spool_owners(spool)), "write-ahead rows are owned"
+        assert journal_open(spool) == [f"wa-{j}" for j in range(i + 1)], (
+            "not on disk when the call returned"
+        )
+    assert spool_count(spool) == 0, "written ahead to the journal, not to the shared table"
 
     collector.wait_for_requests(1, timeout=5)
     collector.release()
     assert call_within(10, client.flush, timeout=5) is True
     assert wait_until(lambda: spool_count(spool) == 0, timeout=5)
     assert Counter(ids_of(collector.snapshot())) == Counter(f"wa-{i}" for i in range(5))
+    assert wait_until(lambda: journal_open(spool) == [], timeout=5), "delivered, still open"
     stats = client.stats()
     assert stats["delivered"] == 5 and stats["spooled"] == 0 and errors.calls == []
+
+
+def journal_open(spool) -> list[str]:
+    """The messageIds still open in every journal beside `spool` (read-only)."""
+    import glob
+
+    from analytics.journal import open_messages
+
+    ids: list[str] = []
+    for path in sorted(glob.glob(glob.escape(str(spool)) + ".journal.*")):
+        with open(path, "rb") as f:
+            ids += [mid for mid, _ in open_messages(f.read())]
+    return ids
 
 
 def test_durable_rows_of_a_live_owner_are_not_replayed_by_another_client(
