@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
 import threading
 import time
 from datetime import datetime, timezone
@@ -106,3 +110,22 @@ def call_within(limit: float, fn: Callable[..., Any], *args: Any, **kwargs: Any)
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_with_sigterm(proc: subprocess.Popen[bytes], timeout: float, name: str) -> int:
+    """SIGTERM a server we started, wait at most `timeout`; kill its group on overrun (and
+    fail). Its exit code."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        raise AssertionError(f"{name} did not stop within {timeout}s of SIGTERM") from None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until
+from helpers import stop_with_sigterm, wait_until
 
 celery = pytest.importorskip("celery")
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="prefork needs os.fork")
@@ -51,17 +51,6 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    """SIGTERM (Celery's warm shutdown), then wait at most `timeout`; kill on overrun."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-        raise AssertionError(f"celery did not stop within {timeout}s of SIGTERM") from None
 
 
 def run_worker(collector: Any, tmp_path: Path, recipe: bool) -> tuple[set[int], str]:
@@ -102,7 +91,7 @@ def run_worker(collector: Any, tmp_path: Path, recipe: bool) -> tuple[set[int], 
         assert ran, f"the worker did not run {TASKS} tasks within 30s\n{output}"
         pids = {int((done / f"done-{n}").read_text()) for n in range(TASKS)}
         assert collector.snapshot() == []  # all still queued: flush_interval is 30 s
-        code = stop(proc, timeout=20)
+        code = stop_with_sigterm(proc, timeout=20, name="celery")  # its warm shutdown
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -15,18 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers import free_port, stop_with_sigterm
 
 pytest.importorskip("gunicorn")
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="gunicorn needs os.fork")
 
 HERE = Path(__file__).resolve().parent
 REQUESTS = 40
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
@@ -40,17 +35,6 @@ def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> 
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"gunicorn not listening on {port} within {timeout}s")
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    """SIGTERM, then wait at most `timeout`; kill on overrun (and fail)."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-        raise AssertionError(f"gunicorn did not stop within {timeout}s of SIGTERM") from None
 
 
 def test_preloaded_workers_deliver_every_event_once(collector, tmp_path):
@@ -87,7 +71,7 @@ def test_preloaded_workers_deliver_every_event_once(collector, tmp_path):
             worker_pids = held | set(pool.map(get, range(2, REQUESTS)))
         assert len(held) == 2, "the two held requests were not served by two workers"
         assert collector.snapshot() == []  # all still queued: flush_interval is 60 s
-        code = stop(proc, timeout=20)
+        code = stop_with_sigterm(proc, timeout=20, name="gunicorn")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

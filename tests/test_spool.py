@@ -22,8 +22,8 @@ from _spool_helpers import (
     Scripts,
     spool_bytes,
     spool_count,
-    spool_owners,
     spool_ids,
+    spool_owners,
     wait_child,
 )
 from helpers import call_within, wait_until

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until
+from helpers import free_port, wait_until
 
 HERE = Path(__file__).resolve().parent
 APP = HERE / "_uwsgi_app.py"
@@ -61,12 +61,6 @@ def uwsgi_version() -> tuple[int, ...]:
     match = re.match(r"(\d+)\.(\d+)\.(\d+)", out.stdout.strip())
     assert match, f"cannot read the uWSGI version from {out.stdout!r}"
     return tuple(int(part) for part in match.groups())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
