@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from helpers import wait_child  # noqa: F401  (re-exported for the spool tests)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -271,14 +273,3 @@ class Scripts:
             s.close()
 
 
-def wait_child(pid: int, timeout: float) -> int:
-    """waitpid with a deadline (for os.fork children); kills the child if it overruns."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    raise AssertionError(f"child {pid} did not finish within {timeout}s (killed)")

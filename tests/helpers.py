@@ -129,3 +129,16 @@ def stop_with_sigterm(proc: subprocess.Popen[bytes], timeout: float, name: str) 
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
         raise AssertionError(f"{name} did not stop within {timeout}s of SIGTERM") from None
+
+
+def wait_child(pid: int, timeout: float) -> int:
+    """waitpid with a deadline (for os.fork children); the child is killed if it overruns."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"child {pid} did not finish within {timeout}s (killed)")

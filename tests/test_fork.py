@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import os
-import signal
-import time
 from collections import Counter
 
 import pytest
+from helpers import wait_child
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 
-def wait_child(pid: int, timeout: float) -> int:
-    """waitpid with a deadline; the child is killed if it overruns."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    raise AssertionError(f"child {pid} did not finish within {timeout}s (killed)")
 
 
 def run_child(client, child_ids):
