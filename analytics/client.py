@@ -20,7 +20,7 @@ from typing import Any, Callable
 from . import lifecycle, messages
 from . import spool as spool_lib
 from .batch import MAX_MESSAGE_BYTES
-from .consumer import Consumer
+from .consumer import Consumer, Handoff
 from .delivery import Delivery
 from .errors import (
     ClientShutdown,
@@ -170,6 +170,7 @@ class Client:
         self._queue: queue.Queue[Any] = queue.Queue(self.max_queue_size)
         self._encoded: deque[bytes] = deque()  # each queued message's JSON, in queue order
         self._put_lock = threading.Lock()
+        self._handoff = Handoff()
         self._stats = Stats(spool=self._spool is not None)
         self._abort = threading.Event()
         self._transport = self._make_sender()
@@ -355,9 +356,15 @@ class Client:
                 self._stats.queued += 1  # under this lock: no second lock per call
         if full:  # with a spool, the message waits there: accepted all the same
             return self._lost(QueueFull("queue is full; message dropped"), [msg], False), msg
-        if len(self._encoded) > self._high_water:
-            # Backed up: hand the GIL to the consumer for a moment, so that a burst of calls
+        queued = len(self._encoded)
+        handoff = self._handoff
+        if queued >= handoff.want:
+            handoff.ring()
+        if queued > self._high_water:
+            # Backed up: give the consumer the GIL for a moment, so that a burst of calls
             # does not starve it and overflow the queue. Costs callers only under overload.
+            # (os.sched_yield is not enough: this thread takes the GIL back before the
+            # consumer has woken up to take it.)
             time.sleep(0)
         return True, msg
 
@@ -374,6 +381,7 @@ class Client:
                 consumer = Consumer(
                     self._queue,
                     self._encoded,
+                    self._handoff,
                     self._delivery,
                     self._lost,
                     self.batch_size,

@@ -4,6 +4,10 @@ The queue holds the message dicts; their JSON, encoded once on the caller's thre
 beside them in a deque in the same order. Only this thread takes from either.
 A batch is sent when it is full (count or bytes), when `flush_interval` has passed since
 its first message, or when a flush marker arrives. It never dies of an exception.
+
+While a batch fills, this thread does not block in `Queue.get` (every put would wake it, a
+thread switch per message); it sleeps until callers say that as many messages are queued
+as the batch still wants (`Handoff`).
 """
 
 from __future__ import annotations
@@ -24,11 +28,28 @@ FLUSH = object()  # marker: send what you have now
 STOP = object()  # marker: send what you have and end
 
 
+class Handoff:
+    """How callers wake the consumer without a lock or a thread switch per call: it sleeps
+    on `more` until `want` messages are queued; a caller checks `want` after each put and
+    sets `more` once it is reached."""
+
+    __slots__ = ("want", "more")
+
+    def __init__(self) -> None:
+        self.want = 1
+        self.more = threading.Event()
+
+    def ring(self) -> None:
+        if not self.more.is_set():
+            self.more.set()
+
+
 class Consumer:
     def __init__(
         self,
         q: queue.Queue[Any],
         encoded: deque[bytes],
+        handoff: Handoff,
         delivery: Delivery,
         lost: LostHandler,
         batch_size: int,
@@ -38,6 +59,7 @@ class Consumer:
     ) -> None:
         self.queue = q
         self.encoded = encoded
+        self.handoff = handoff
         self.delivery = delivery
         self.lost = lost
         self.batcher = Batcher(batch_size)
@@ -70,12 +92,14 @@ class Consumer:
                 self.queue.put(FLUSH, timeout=max(timeout, 0.0))
         except queue.Full:
             pass
+        self.handoff.ring()
 
     def stop(self) -> None:
         """End after the queue is drained. The flag covers a queue too full for the marker."""
         self.closing = True
         with contextlib.suppress(queue.Full):
             self.queue.put_nowait(STOP)
+        self.handoff.ring()
 
     def _run(self) -> None:
         self._replay()
@@ -113,28 +137,23 @@ class Consumer:
     def _fill(self) -> bool:
         """Fill the batch by the batching rule; True when told to stop."""
         batcher = self.batcher
-        deadline = time.monotonic() + self.flush_interval
+        deadline = 0.0  # set by the batch's first message
+        expired = False  # flush_interval is up: take what is queued, then send
         while not batcher.full:
             if self._carry is not None:
                 msg, data = self._carry
                 self._carry = None
             else:
-                if not self.messages:
-                    try:  # idle: with a spool, wake now and then to replay it
-                        item = self.queue.get(
-                            timeout=self.replay_interval if self.replay is not None else None
-                        )
-                    except queue.Empty:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    if expired:
                         return False
-                    deadline = time.monotonic() + self.flush_interval
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return False
-                    try:
-                        item = self.queue.get(timeout=remaining)
-                    except queue.Empty:
-                        return False
+                    if not self._sleep(deadline):
+                        if not self.messages:
+                            return False  # idle for replay_interval: time to replay
+                        expired = True
+                    continue
                 if item is FLUSH:
                     return False
                 if item is STOP:
@@ -143,8 +162,24 @@ class Consumer:
             if not batcher.add(data):
                 self._carry = (msg, data)
                 return False
+            if not self.messages:
+                deadline = time.monotonic() + self.flush_interval
             self.messages.append(msg)
         return False
+
+    def _sleep(self, deadline: float) -> bool:
+        """Wait until the batch's worth is queued (one message when idle). False when the
+        deadline passed (or, idle, `replay_interval` did) first."""
+        handoff = self.handoff
+        idle = not self.messages
+        handoff.want = 1 if idle else max(self.batcher.max_count - len(self.messages), 1)
+        handoff.more.clear()
+        if self.queue.qsize() >= handoff.want:  # rung before the clear: nothing lost
+            return True
+        if idle:
+            return handoff.more.wait(self.replay_interval if self.replay is not None else None)
+        remaining = deadline - time.monotonic()
+        return remaining > 0 and handoff.more.wait(remaining)
 
     def drain_queue_lost(self) -> None:
         """From another thread, once `abort` is set: report what waits in the queue. The

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
 import time
 import uuid
 from collections.abc import Mapping
@@ -30,12 +31,31 @@ _UTC = dt.timezone.utc
 LIBRARY = {"name": LIBRARY_NAME, "version": VERSION}
 
 
+# Message ids come from a private generator seeded from os.urandom, reseeded in a forked
+# child. os.urandom per call would release the GIL on every call (a syscall), letting any
+# other thread take it for up to the switch interval (5 ms) in the middle of a request; the
+# ids need to be unique, not secret. A user's random.seed() does not touch this one.
+_rng = random.Random()
+_rng_pid = os.getpid()
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+
+
+def _reseed() -> None:
+    global _rng_pid
+    _rng.seed()
+    _rng_pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed)
+
+
 def uuid4() -> str:
-    """A random UUID4 string; what uuid.uuid4() gives, at a third of its cost."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40
-    raw[8] = raw[8] & 0x3F | 0x80
-    h = raw.hex()
+    """A random UUID4 string, as str(uuid.uuid4()) gives, at half its cost."""
+    if _rng_pid != os.getpid():  # forked without the at-fork hooks (from C)
+        _reseed()
+    h = (_rng.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET).to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

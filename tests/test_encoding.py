@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import importlib.util
 import logging
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -25,6 +26,20 @@ class Level(enum.IntEnum):
 class Thing:
     def __str__(self) -> str:
         return "thing-as-str"
+
+
+# Every test here runs with each fast path this machine has (orjson is the `fast` extra).
+BACKENDS = ["json"] + (["orjson"] if importlib.util.find_spec("orjson") else [])
+
+
+@pytest.fixture(autouse=True, params=BACKENDS)
+def backend(request):
+    from analytics import encode
+
+    before = encode.BACKEND
+    encode.use_backend(request.param)
+    yield request.param
+    encode.use_backend(before)
 
 
 UID = uuid.UUID("0b7e5b1e-6a4c-4f6e-9a51-3f1f0e2d4c5b")
