@@ -1,6 +1,7 @@
 """`Client`: validates and encodes on the caller's thread, queues, and owns its consumer.
 
-The hot path (`track` and friends) is: build the message, encode it once, `put_nowait`.
+The hot path (`track` and friends) is: build the message (a copy of what it was given),
+encode it to check its size, `put_nowait`; the consumer encodes it again for the batch.
 Thread start, fork recovery and error reporting live off that path.
 """
 
@@ -13,7 +14,6 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
@@ -164,11 +164,13 @@ class Client:
     def _start_process_state(self) -> None:
         """Everything that belongs to one process: rebuilt in a forked child."""
         self._pid = os.getpid()
+        # uWSGI forks its workers from C, without Python's fork protocol: a thread of ours
+        # waiting for the GIL at that moment hangs the worker. Its master starts none.
+        self._thread_free = lifecycle.in_uwsgi_master()
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._full_warning = Throttle()
         self._queue: queue.Queue[Any] = queue.Queue(self.max_queue_size)
-        self._encoded: deque[bytes] = deque()  # each queued message's JSON, in queue order
         self._put_lock = threading.Lock()
         self._handoff = Handoff()
         self._stats = Stats(spool=self._spool is not None)
@@ -207,7 +209,7 @@ class Client:
 
     @property
     def queue(self) -> queue.Queue[Any]:
-        """The bounded queue of encoded messages waiting for the consumer."""
+        """The bounded queue of message dicts waiting for the consumer."""
         return self._queue
 
     # -- the six calls ---------------------------------------------------------------------
@@ -344,19 +346,17 @@ class Client:
                 if result and self._keeper is not None:  # the collector answers: catch up
                     self._keeper.replay_guarded()
             return result is not False, msg  # None: not sent, but kept in the spool
-        with self._put_lock:  # keeps the queue and the deque of JSON in the same order
-            self._encoded.append(data)
+        with self._put_lock:  # so that `queued` counts every put, and nothing else
             try:
                 self._queue.put_nowait(msg)
             except queue.Full:
-                self._encoded.pop()
                 full = True
             else:
                 full = False
-                self._stats.queued += 1  # under this lock: no second lock per call
+                self._stats.queued += 1
         if full:  # with a spool, the message waits there: accepted all the same
             return self._lost(QueueFull("queue is full; message dropped"), [msg], False), msg
-        queued = len(self._encoded)
+        queued = self._queue.qsize()
         handoff = self._handoff
         if queued >= handoff.want:
             handoff.ring()
@@ -373,14 +373,17 @@ class Client:
         if len(self.sent) > self.max_queue_size:
             del self.sent[0]
 
-    def _start_consumer(self) -> bool:
+    def _start_consumer(self, now: bool = False) -> bool:
         """Start the thread on first use, so a pre-fork master stays thread-free.
+        In a uWSGI master, only when `now` (a flush): until then messages wait in the queue.
         False if no thread can be started."""
+        if self._thread_free and not now:
+            return True
         with self._lock:
             if self._consumer is None:
                 consumer = Consumer(
                     self._queue,
-                    self._encoded,
+                    self._encode,
                     self._handoff,
                     self._delivery,
                     self._lost,
@@ -439,10 +442,13 @@ class Client:
         on_error; False if `timeout` seconds ran out first."""
         if self._pid != os.getpid():
             self.reset_after_fork()
-        consumer = self._consumer
         target = self._stats.queued
-        if consumer is None or self._stats.settled >= target:
+        if self._stats.settled >= target:
             return True
+        if self._consumer is None and not self._start_consumer(now=True):
+            return False  # no thread can be started (interpreter shutting down)
+        consumer = self._consumer
+        assert consumer is not None
         if consumer.is_current():  # from on_error: waiting here would wait on ourselves
             return False
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -1,9 +1,9 @@
 """The consumer thread: takes messages off the queue, batches them, delivers.
 
-The queue holds the message dicts; their JSON, encoded once on the caller's thread, waits
-beside them in a deque in the same order. Only this thread takes from either.
-A batch is sent when it is full (count or bytes), when `flush_interval` has passed since
-its first message, or when a flush marker arrives. It never dies of an exception.
+The queue holds the message dicts (copies: nothing in them changes after the call); this
+thread encodes each as it joins a batch. A batch is sent when it is full (count or bytes),
+when `flush_interval` has passed since its first message, or when a flush marker arrives.
+It never dies of an exception.
 
 While a batch fills, this thread does not block in `Queue.get` (every put would wake it, a
 thread switch per message); it sleeps until callers say that as many messages are queued
@@ -16,12 +16,11 @@ import contextlib
 import queue
 import threading
 import time
-from collections import deque
 from typing import Any, Callable
 
-from .batch import Batcher
+from .batch import MAX_MESSAGE_BYTES, Batcher
 from .delivery import Delivery, LostHandler, Message
-from .errors import ClientShutdown
+from .errors import ClientShutdown, MessageTooLarge
 from .log import logger
 
 FLUSH = object()  # marker: send what you have now
@@ -48,7 +47,7 @@ class Consumer:
     def __init__(
         self,
         q: queue.Queue[Any],
-        encoded: deque[bytes],
+        encode: Callable[[Message], bytes],
         handoff: Handoff,
         delivery: Delivery,
         lost: LostHandler,
@@ -58,7 +57,7 @@ class Consumer:
         replay_interval: float = 5.0,
     ) -> None:
         self.queue = q
-        self.encoded = encoded
+        self.encode = encode
         self.handoff = handoff
         self.delivery = delivery
         self.lost = lost
@@ -158,7 +157,10 @@ class Consumer:
                     return False
                 if item is STOP:
                     return True
-                msg, data = item, self.encoded.popleft()
+                msg, data = item, self.encode(item)
+                if len(data) > MAX_MESSAGE_BYTES:  # it was under the limit at the call
+                    self.lost(MessageTooLarge(len(data), MAX_MESSAGE_BYTES), [msg], True)
+                    continue
             if not batcher.add(data):
                 self._carry = (msg, data)
                 return False
@@ -182,8 +184,8 @@ class Consumer:
         return remaining > 0 and handoff.more.wait(remaining)
 
     def drain_queue_lost(self) -> None:
-        """From another thread, once `abort` is set: report what waits in the queue. The
-        JSON deque is left alone; after abort this thread sends nothing more."""
+        """From another thread, once `abort` is set: report what waits in the queue; after
+        abort this thread sends nothing more."""
         self._report_shutdown(self._take_queued())
 
     def drain_lost(self) -> None:
@@ -195,7 +197,6 @@ class Consumer:
             lost.append(self._carry[0])
             self._carry = None
         lost += self._take_queued()
-        self.encoded.clear()
         self._report_shutdown(lost)
 
     def _take_queued(self) -> list[Message]:

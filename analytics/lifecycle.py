@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import time
 import weakref
@@ -22,6 +23,17 @@ class Managed(Protocol):
     def shutdown(self, timeout: float | None = None) -> bool: ...
     def reset_after_fork(self) -> None: ...
     def fork_lock(self) -> threading.Lock | None: ...
+
+
+def in_uwsgi_master() -> bool:
+    """True in a uWSGI master process (it loads the app, then forks the workers from C)."""
+    uwsgi = sys.modules.get("uwsgi")
+    if uwsgi is None:
+        return False
+    try:
+        return bool(uwsgi.masterpid()) and uwsgi.masterpid() == os.getpid()
+    except Exception:  # an old or partial uwsgi module
+        return False
 
 
 _lock = threading.Lock()

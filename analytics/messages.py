@@ -2,7 +2,9 @@
 
 Builders run on the caller's thread: they check cheaply, raise `ValidationError` for a
 programmer error, and return the message as it goes on the wire (camelCase keys). They
-never change the caller's dicts: the context is copied, everything else is only read.
+never change the caller's dicts, and keep none of them: the message holds copies of the
+dicts and lists it was given (the consumer encodes it later, so a caller reusing its dict
+must not change what is sent). What is the same for every message is shared, read-only.
 """
 
 from __future__ import annotations
@@ -27,8 +29,38 @@ Timestamp = Union[dt.datetime, dt.date, str]
 Message = dict[str, Any]
 
 _UTC = dt.timezone.utc
-# Shared by every message (memory per queued message); treat it as read-only.
-LIBRARY = {"name": LIBRARY_NAME, "version": VERSION}
+
+
+class Shared(dict):  # type: ignore[type-arg]
+    """A dict that many messages hold (memory per queued message): changing it raises.
+    Copies of it (copy, deepcopy, pickle, dict()) are plain, changeable dicts."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("this dict is shared by many messages; change a copy: dict(...)")
+
+    __setitem__ = __delitem__ = _refuse
+    clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    def copy(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        import copy
+
+        return {k: copy.deepcopy(v, memo) for k, v in self.items()}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
+
+
+LIBRARY = Shared(name=LIBRARY_NAME, version=VERSION)
+_LIBRARY_ONLY = Shared(library=LIBRARY)  # the context of a call given none
+_EMPTY = Shared()  # integrations, properties or traits not given
 
 
 # Message ids come from a private generator seeded from os.urandom, reseeded in a forked
@@ -71,13 +103,37 @@ def id_or_none(name: str, value: Any) -> str | None:
 
 
 def _mapping(name: str, value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if type(value) is dict:
-        return value
-    if isinstance(value, Mapping):
-        return dict(value)
+    """A copy of a mapping argument: dicts, lists, tuples and sets in it copied all the way
+    down, everything else (str, numbers, datetimes, objects) shared."""
+    if type(value) is dict or isinstance(value, Mapping):
+        return _copy_dict(value)
     raise ValidationError(f"{name} must be a mapping (dict), not {type(value).__name__}")
+
+
+def _optional(name: str, value: Any) -> Mapping[str, Any]:
+    return _EMPTY if value is None else _mapping(name, value)
+
+
+def _copy_dict(value: Mapping[Any, Any]) -> dict[Any, Any]:
+    copied = dict(value)
+    for key, item in copied.items():
+        if type(item) in _CONTAINERS or isinstance(item, _CONTAINER_TYPES):
+            copied[key] = _copy(item)  # the key is there already: the dict keeps its size
+    return copied
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return _copy_dict(value)
+    if isinstance(value, (list, tuple)):
+        return [_copy(v) if isinstance(v, _CONTAINER_TYPES) else v for v in value]
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    return value
+
+
+_CONTAINERS = frozenset({dict, list, tuple, set})
+_CONTAINER_TYPES = (Mapping, list, tuple, set, frozenset)
 
 
 _second: tuple[int, str] = (-1, "")  # the last whole second and its text, shared by calls
@@ -119,13 +175,18 @@ def _common(
     message_id: Any,
 ) -> Message:
     scope = current_scope()
+    ctx: dict[str, Any]
     if scope is None:
-        ctx = dict(_mapping("context", context))
-        extra = _mapping("integrations", integrations)
+        if context is None:
+            ctx = _LIBRARY_ONLY
+        else:
+            ctx = _mapping("context", context)
+            ctx["library"] = LIBRARY
+        extra = _EMPTY if integrations is None else _mapping("integrations", integrations)
     else:
-        ctx = deep_merge(scope.context, _mapping("context", context))
-        extra = {**scope.integrations, **_mapping("integrations", integrations)}
-    ctx["library"] = LIBRARY
+        ctx = _copy_dict(deep_merge(scope.context, _optional("context", context)))
+        ctx["library"] = LIBRARY
+        extra = _copy_dict({**scope.integrations, **_optional("integrations", integrations)})
     mid = id_or_none("message_id", message_id)
     return {
         "type": kind,
@@ -169,7 +230,7 @@ def track(
         _common("track", context, timestamp, integrations, message_id),
     )
     msg["event"] = event
-    msg["properties"] = _mapping("properties", properties)
+    msg["properties"] = _optional("properties", properties)
     return msg
 
 
@@ -188,7 +249,7 @@ def identify(
         anonymous_id,
         _common("identify", context, timestamp, integrations, message_id),
     )
-    msg["traits"] = _mapping("traits", traits)
+    msg["traits"] = _optional("traits", traits)
     return msg
 
 
@@ -210,7 +271,7 @@ def _screen_or_page(
     for key, value in (("name", name), ("category", category)):
         if value is not None:
             msg[key] = value
-    msg["properties"] = _mapping("properties", properties)
+    msg["properties"] = _optional("properties", properties)
     return msg
 
 
@@ -268,7 +329,7 @@ def group(
         _common("group", context, timestamp, integrations, message_id),
     )
     msg["groupId"] = gid
-    msg["traits"] = _mapping("traits", traits)
+    msg["traits"] = _optional("traits", traits)
     return msg
 
 

@@ -87,3 +87,35 @@ def test_each_client_runs_one_consumer_thread(make_client, collector):
     assert client.flush(timeout=5)
     new = ours() - before
     assert len(new) <= 1, f"one consumer thread per client, found {sorted(t.name for t in new)}"
+
+
+def test_a_uwsgi_master_starts_no_thread_until_it_flushes(make_client, collector, monkeypatch):
+    """uWSGI forks its workers from C: a thread of ours waiting for the GIL then hangs them.
+    Seen here as a `uwsgi` module whose master pid is this process."""
+    import os
+    import sys
+    import types
+
+    fake = types.ModuleType("uwsgi")
+    fake.masterpid = os.getpid  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "uwsgi", fake)
+    before = {t.ident for t in threading.enumerate()}
+    client = make_client(flush_interval=0.01)
+    assert client.track("u", "In the master")[0]
+    assert client.track("u", "Still in the master")[0]
+    assert {t.ident for t in threading.enumerate()} == before
+    assert collector.message_count() == 0
+    assert client.flush(timeout=5) is True
+    assert [m["event"] for m in collector.messages()] == ["In the master", "Still in the master"]
+
+
+def test_a_uwsgi_worker_starts_its_thread_as_usual(make_client, collector, monkeypatch):
+    import sys
+    import types
+
+    fake = types.ModuleType("uwsgi")
+    fake.masterpid = lambda: 1  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "uwsgi", fake)
+    client = make_client(flush_interval=0.01)
+    assert client.track("u", "In a worker")[0]
+    assert collector.wait_for_messages(1, timeout=5)  # sent without a flush
