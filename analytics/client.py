@@ -348,7 +348,7 @@ class Client:
             return result is not False, msg  # None: not sent, but kept in the spool
         with self._put_lock:  # so that `queued` counts every put, and nothing else
             try:
-                self._queue.put_nowait(msg)
+                self._queue.put(msg, False)
             except queue.Full:
                 full = True
             else:
@@ -356,11 +356,11 @@ class Client:
                 self._stats.queued += 1
         if full:  # with a spool, the message waits there: accepted all the same
             return self._lost(QueueFull("queue is full; message dropped"), [msg], False), msg
-        queued = self._queue.qsize()
         handoff = self._handoff
-        if queued >= handoff.want:
+        waiting = self._stats.queued - handoff.taken  # may count one taken a moment ago
+        if waiting >= handoff.want:
             handoff.ring()
-        if queued > self._high_water:
+        if waiting > self._high_water:
             # Backed up: give the consumer the GIL for a moment, so that a burst of calls
             # does not starve it and overflow the queue. Costs callers only under overload.
             # (os.sched_yield is not enough: this thread takes the GIL back before the

@@ -30,13 +30,15 @@ STOP = object()  # marker: send what you have and end
 class Handoff:
     """How callers wake the consumer without a lock or a thread switch per call: it sleeps
     on `more` until `want` messages are queued; a caller checks `want` after each put and
-    sets `more` once it is reached."""
+    sets `more` once it is reached. `taken` counts the messages the consumer took, so that
+    callers know how many wait (their `queued` minus it) without asking the queue."""
 
-    __slots__ = ("want", "more")
+    __slots__ = ("want", "more", "taken")
 
     def __init__(self) -> None:
         self.want = 1
         self.more = threading.Event()
+        self.taken = 0  # written by the consumer thread only
 
     def ring(self) -> None:
         if not self.more.is_set():
@@ -157,6 +159,7 @@ class Consumer:
                     return False
                 if item is STOP:
                     return True
+                self.handoff.taken += 1
                 msg, data = item, self.encode(item)
                 if len(data) > MAX_MESSAGE_BYTES:  # it was under the limit at the call
                     self.lost(MessageTooLarge(len(data), MAX_MESSAGE_BYTES), [msg], True)

@@ -117,7 +117,10 @@ def _optional(name: str, value: Any) -> Mapping[str, Any]:
 def _copy_dict(value: Mapping[Any, Any]) -> dict[Any, Any]:
     copied = dict(value)
     for key, item in copied.items():
-        if type(item) in _CONTAINERS or isinstance(item, _CONTAINER_TYPES):
+        kind = type(item)
+        if kind in _LEAVES:  # most values: no isinstance() against the ABCs
+            continue
+        if kind is dict or kind is list or isinstance(item, _CONTAINERS):
             copied[key] = _copy(item)  # the key is there already: the dict keeps its size
     return copied
 
@@ -126,14 +129,14 @@ def _copy(value: Any) -> Any:
     if isinstance(value, Mapping):
         return _copy_dict(value)
     if isinstance(value, (list, tuple)):
-        return [_copy(v) if isinstance(v, _CONTAINER_TYPES) else v for v in value]
+        return [v if type(v) in _LEAVES else _copy(v) for v in value]
     if isinstance(value, (set, frozenset)):
         return list(value)
     return value
 
 
-_CONTAINERS = frozenset({dict, list, tuple, set})
-_CONTAINER_TYPES = (Mapping, list, tuple, set, frozenset)
+_LEAVES = frozenset({str, int, float, bool, type(None), dt.datetime, dt.date, uuid.UUID})
+_CONTAINERS = (Mapping, list, tuple, set, frozenset)
 
 
 _second: tuple[int, str] = (-1, "")  # the last whole second and its text, shared by calls

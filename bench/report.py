@@ -2,6 +2,7 @@
 
 Imported by run.py (tables, standard library only) and run as a script in the peers' venv
 to draw the chart with matplotlib: `python bench/report.py chart results.json ratios.png`.
+Our targets are checked for each ours variant (`ours`, `ours-json`: the JSON encoders).
 """
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-LIBS = ("ours", "segment", "posthog")
+from scenarios import OURS
+
+LIBS = ("ours", "ours-json", "segment", "posthog")
 BASELINE = "segment"
-NAMES = {"ours": "ours", "segment": "Segment", "posthog": "PostHog", "floor": "floor"}
+NAMES = {
+    "ours": "ours", "ours-json": "ours-json", "segment": "Segment", "posthog": "PostHog",
+    "floor": "floor",
+}  # fmt: skip
+BACKEND_NAMES = {"orjson": "orjson", "json": "json module"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,14 @@ METRICS: tuple[Metric, ...] = (
 )  # fmt: skip
 
 
+def name(lib: str, meta: dict[str, Any]) -> str:
+    """A library's name for a reader: an ours variant with the JSON encoder it ran with."""
+    backend = meta.get("backends", {}).get(lib) or ("json" if lib == "ours-json" else None)
+    if lib in OURS and backend:
+        return f"ours ({BACKEND_NAMES.get(backend, backend)})"
+    return NAMES[lib]
+
+
 def summarize(values: list[float]) -> dict[str, float]:
     """Median, min, max and count of one metric's trial values."""
     return {
@@ -98,21 +113,42 @@ def build_ratios(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, d
 
 def build_targets(
     summary: dict[str, dict[str, dict[str, float]]], ratios: dict[str, dict[str, float]]
-) -> dict[str, dict[str, Any]]:
-    """{metric: {target, value, ratio, met}} for ours, where a target is set."""
-    targets: dict[str, dict[str, Any]] = {}
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """{metric: {lib: {target, value, ratio, met}}} for each ours variant, where a target is set."""
+    targets: dict[str, dict[str, dict[str, Any]]] = {}
     for metric in METRICS:
-        ours = summary.get(metric.key, {}).get("ours")
-        if metric.met is None or ours is None:
-            continue
-        ratio = ratios.get(metric.key, {}).get("ours")
-        targets[metric.key] = {
-            "target": metric.target,
-            "value": ours["median"],
-            "ratio": ratio,
-            "met": metric.met(ours["median"], ratio),
-        }
+        for lib in OURS:
+            ours = summary.get(metric.key, {}).get(lib)
+            if metric.met is None or ours is None:
+                continue
+            ratio = ratios.get(metric.key, {}).get(lib)
+            targets.setdefault(metric.key, {})[lib] = {
+                "target": metric.target,
+                "value": ours["median"],
+                "ratio": ratio,
+                "met": metric.met(ours["median"], ratio),
+            }
     return targets
+
+
+def _by_lib(target: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One metric's targets by ours variant; an older results.json held ours' alone."""
+    return {"ours": target} if "met" in target else target
+
+
+def _verdict(target: dict[str, Any] | None, ours: list[str]) -> str:
+    """The target and a mark per ours variant in the table, in column order."""
+    if not target:
+        return ""
+    by_lib = {lib: check for lib, check in _by_lib(target).items() if lib in ours}
+    if not by_lib:
+        return ""
+    mets = [by_lib[lib]["met"] if lib in by_lib else None for lib in ours]
+    if all(met is None for met in mets):
+        marks = "(no Segment run)"
+    else:
+        marks = " / ".join({True: "✅", False: "❌", None: "–"}[met] for met in mets)
+    return f"{next(iter(by_lib.values()))['target']} {marks}"
 
 
 def _cell(summary: dict[str, float] | None, digits: int) -> str:
@@ -130,8 +166,9 @@ def markdown(results: dict[str, Any]) -> str:
     ratios = results["ratios"]
     targets = results["targets"]
     libs = [lib for lib in LIBS if lib in meta["libs"]]
+    ours = [lib for lib in libs if lib in OURS]
     versions = meta.get("versions", {})
-    heads = [f"{NAMES[lib]} {versions.get(lib, '')}".strip() for lib in libs]
+    heads = [f"{name(lib, meta)} {versions.get(lib, '')}".strip() for lib in libs]
     ratio_libs = [lib for lib in libs if lib != BASELINE] if BASELINE in libs else []
     lines = [
         "# Benchmark results",
@@ -146,7 +183,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "| metric | better | "
         + " | ".join(heads)
-        + "".join(f" | {NAMES[lib]} ÷ Segment" for lib in ratio_libs)
+        + "".join(f" | {name(lib, meta)} ÷ Segment" for lib in ratio_libs)
         + " | target (ours) |",
         "|---|---|" + "---:|" * (len(libs) + len(ratio_libs)) + "---|",
     ]
@@ -158,19 +195,18 @@ def markdown(results: dict[str, Any]) -> str:
         for lib in ratio_libs:
             ratio = ratios.get(metric.key, {}).get(lib) if metric.better else None
             cells.append("–" if ratio is None else f"{ratio:.2f}×")
-        target = targets.get(metric.key)
-        verdict = ""
-        if target:
-            mark = {True: "✅", False: "❌", None: "(no Segment run)"}[target["met"]]
-            verdict = f"{target['target']} {mark}"
+        verdict = _verdict(targets.get(metric.key), ours)
         lines.append(f"| {metric.label} | {metric.better} | " + " | ".join(cells)
                      + f" | {verdict} |")  # fmt: skip
+    if len(ours) > 1:
+        lines += ["", "Target marks, in order: "
+                  + " / ".join(name(lib, meta) for lib in ours) + "."]  # fmt: skip
     floor = summary.get("floor_us", {}).get("floor")
     if floor:
         lines += ["", f"5. floor (`json` encode + `Queue.put_nowait` of the same message, "
                   f"nothing else): {_cell(floor, 2)} µs per message."]  # fmt: skip
         caller = summary.get("caller_us", {})
-        parts = [f"{NAMES[lib]} {caller[lib]['median'] / floor['median']:.1f}×"
+        parts = [f"{name(lib, meta)} {caller[lib]['median'] / floor['median']:.1f}×"
                  for lib in libs if lib in caller]  # fmt: skip
         if parts:
             lines.append(f"   Caller cost over the floor: {', '.join(parts)}.")
@@ -195,23 +231,28 @@ def chart(results_path: str, png_path: str) -> None:
         results = json.load(f)
     ratios = results["ratios"]
     metrics = [m for m in METRICS if m.chart and m.key in ratios]
-    libs = [lib for lib in LIBS if lib != BASELINE and lib in results["meta"]["libs"]]
-    colors = {"ours": "#2b7bba", "posthog": "#f28e2b"}
+    meta = results["meta"]
+    libs = [lib for lib in LIBS if lib != BASELINE and lib in meta["libs"]]
+    ours = [lib for lib in libs if lib in OURS]
+    colors = {"ours": "#2b7bba", "ours-json": "#76b7b2", "posthog": "#f28e2b"}
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
     width = 0.8 / max(len(libs), 1)
     for i, lib in enumerate(libs):
         xs = [j + (i - (len(libs) - 1) / 2) * width for j in range(len(metrics))]
         ys = [ratios[m.key].get(lib, float("nan")) for m in metrics]
-        bars = ax.bar(xs, ys, width, label=NAMES[lib], color=colors.get(lib))
+        bars = ax.bar(xs, ys, width, label=name(lib, meta), color=colors.get(lib))
         ax.bar_label(bars, labels=[f"{y:.2f}" for y in ys], fontsize=6, padding=1)
-        if lib == "ours":
+        if lib in OURS:
             goals = [(x, m.goal) for x, m in zip(xs, metrics) if m.goal is not None]
             ax.scatter(
-                [x for x, _ in goals], [g for _, g in goals], marker="_", s=300,
-                color="#d62728", zorder=3, label="our target",
+                [x for x, _ in goals], [g for _, g in goals], marker="_",
+                s=300 * (width / 0.4) ** 2, color="#d62728", zorder=3,  # as wide as a bar
+                label="our target" if lib == ours[0] else None,
             )  # fmt: skip
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--", label="Segment = 1")
     ax.set_yscale("log")
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom, top * 4)  # headroom for the legend above the bars
     ax.set_xticks(range(len(metrics)))
     short = {
         "caller_us": "µs/call",
@@ -229,13 +270,12 @@ def chart(results_path: str, png_path: str) -> None:
         fontsize=7,
     )
     ax.set_ylabel("ratio to Segment's median (log)")
-    meta = results["meta"]
     ax.set_title(
         f"vs segment-analytics-python {meta['versions'].get('segment', '')}: "
         f"{meta['trials']} trial(s), {meta['messages']:,} msgs, {meta['cores']} cores",
         fontsize=9,
     )
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=(len(libs) + 3) // 2)  # two rows
     fig.tight_layout()
     fig.savefig(png_path)
 

@@ -2,8 +2,10 @@
 
 `python bench/run.py` (make bench): peers' venv if missing, a local sink, every scenario
 with every library in a fresh process per trial, alternating; then bench/results.json,
-bench/results.md and bench/ratios.png. `--smoke` (make bench-smoke): ours only, one trial,
-2,000 messages, no network, no files; exits 1 unless every message arrived.
+bench/results.md and bench/ratios.png. Ours runs twice: `ours` with the JSON encoder as
+installed (orjson with the `fast` extra) and `ours-json` with the json module, as without it.
+`--smoke` (make bench-smoke): ours only, one trial, 2,000 messages, no network, no files;
+exits 1 unless every message arrived.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from typing import Any
 import machine
 import peers
 import report
-from scenarios import RESULT_PREFIX
+from scenarios import OURS, RESULT_PREFIX
 from sink import SinkProcess
 
 BENCH_DIR = Path(__file__).resolve().parent
 LOG_DIR = BENCH_DIR / ".logs"
-ALL_LIBS = ("ours", "segment", "posthog")
+ALL_LIBS = ("ours", "ours-json", "segment", "posthog")
 MEMORY_MESSAGES = 10_000
 MEMORY_HOLD_S = 2.0
 QUIET_CORES = 0.25  # before a trial, wait (bounded) until other processes use less
@@ -71,7 +73,7 @@ class Plan:
 
 def worker_command(plan: Plan, scenario: Scenario, lib: str, host: str, trial: int) -> list[str]:
     """The worker's command line for one trial."""
-    python = peers.ours_python() if lib in ("ours", "floor") else str(peers.peers_python())
+    python = peers.ours_python() if lib in (*OURS, "floor") else str(peers.peers_python())
     n = plan.memory_messages if scenario.worker == "memory" else plan.messages
     queue_size = 10_000 if scenario.worker == "caller" else max(100_000, n + 1_000)
     cmd = [
@@ -234,7 +236,7 @@ def git_state() -> str:
         ).stdout.strip()  # fmt: skip
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "analytics"], capture_output=True,
-            text=True, cwd=BENCH_DIR, timeout=30, check=True,
+            text=True, cwd=BENCH_DIR.parent, timeout=30, check=True,
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -246,10 +248,13 @@ def build_results(
 ) -> dict[str, Any]:
     """The whole record: facts about the run, every trial, the summary, ratios, targets."""
     versions: dict[str, str] = {}
+    backends: dict[str, str] = {}  # ours variants: the JSON encoder the workers used
     for trial in trials:
-        version = trial.get("worker", {}).get("version")
-        if version:
-            versions[trial["lib"]] = version
+        worker = trial.get("worker", {})
+        if worker.get("version"):
+            versions[trial["lib"]] = worker["version"]
+        if worker.get("backend"):
+            backends[trial["lib"]] = worker["backend"]
     notes = [
         "every library at its defaults (batch of 100; flush interval 0.5 s for ours and "
         "Segment's, 5 s for PostHog's) except max_queue_size (10,000 in scenario 1, "
@@ -277,6 +282,12 @@ def build_results(
             f"(median; max {max(others):.2f}) during the trials; {disturbed} of "
             f"{len(others)} trials ran with more than {QUIET_CORES} cores in use by others."
         )
+    if "ours-json" in plan.libs:
+        notes.insert(0, f"ours: our library as installed here, JSON encoder "
+                     f"{backends.get('ours', 'unknown')} (orjson comes with the `fast` "
+                     'extra); ours-json: the same with analytics.encode.use_backend("json") '
+                     "called before the client is built, as a user without the extra gets "
+                     "it.")  # fmt: skip
     if "posthog" in plan.libs:
         notes.insert(0, "posthog is pinned to 7.91.1: 7.91.0 does not exist on the registry "
                      "(7.79.0 is followed by 7.91.1).")  # fmt: skip
@@ -303,6 +314,7 @@ def build_results(
         "libs": list(plan.libs),
         "scenarios": [s.key for s in plan.scenarios],
         "versions": versions,
+        "backends": backends,
         "requirements_peers": list(peers.REQUIREMENTS) if peers_py else [],
         "notes": notes,
     }
@@ -358,7 +370,7 @@ def parse_plan() -> tuple[Plan, argparse.Namespace]:
 def main() -> int:
     """Run the plan; write the outputs of a full run; the exit status says if all was valid."""
     plan, args = parse_plan()
-    needs_peers = any(lib != "ours" for lib in plan.libs)
+    needs_peers = any(lib not in OURS for lib in plan.libs)
     peers_py = str(peers.ensure_peers()) if needs_peers else None
     started = time.monotonic()
     commit_at_start = git_state()

@@ -1,8 +1,10 @@
 """The per-library worker: one scenario, one library, one fresh process; prints one result.
 
-Runs under the project's venv (`ours`, `floor`) or the peers' venv (`segment`, `posthog`),
-so it imports nothing but the standard library and the library under test. The last line
-of stdout is `BENCH_RESULT {json}`.
+Runs under the project's venv (`ours`, `ours-json`, `floor`) or the peers' venv (`segment`,
+`posthog`), so it imports nothing but the standard library and the library under test. The
+last line of stdout is `BENCH_RESULT {json}`. `ours` encodes with whatever is installed
+(orjson with the `fast` extra); `ours-json` switches to the json module first, as a user
+without the extra gets it.
 
 Every library gets the same message: a track with a user id, an event name and five
 properties (a string, a float, a bool, a nested dict and a datetime), built fresh per call.
@@ -33,6 +35,7 @@ EVENT = "Order Completed"
 ORDERED_AT = datetime(2024, 5, 17, 12, 30, 15, 250000, tzinfo=timezone.utc)
 WARMUP_CALLS = 1
 LIBRARY_LOGGERS = ("analytics", "segment", "posthog")
+OURS = ("ours", "ours-json")  # our library: JSON encoder as installed, or the json module
 
 
 def props() -> dict[str, Any]:
@@ -52,13 +55,18 @@ class Library:
     def __init__(self, lib: str, host: str, max_queue_size: int, use_gzip: bool) -> None:
         self.lib = lib
         self.client: Any
-        if lib == "ours":
+        self.backend: str | None = None  # ours: the JSON encoder in use
+        if lib in OURS:
             import analytics
+            import analytics.encode
 
+            if lib == "ours-json":
+                analytics.encode.use_backend("json")
             self.client = analytics.Client(
                 "bench-write-key", host=host, max_queue_size=max_queue_size, gzip=use_gzip
             )
             self.version = analytics.VERSION
+            self.backend = analytics.encode.BACKEND
         elif lib == "segment":
             from segment.analytics.client import Client
             from segment.analytics.version import VERSION
@@ -97,7 +105,7 @@ class Library:
 
     def flush(self) -> None:
         """Block until the queue is delivered (each library's own flush)."""
-        if self.lib == "ours":
+        if self.lib in OURS:
             self.client.flush(timeout=600)
         elif self.lib == "posthog":
             self.client.flush(timeout_seconds=None)
@@ -272,7 +280,7 @@ def floor(n: int) -> dict[str, Any]:
 def main() -> None:
     """Parse the arguments, run one scenario, print the result line, exit at once."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--lib", required=True, choices=["ours", "segment", "posthog", "floor"])
+    parser.add_argument("--lib", required=True, choices=[*OURS, "segment", "posthog", "floor"])
     parser.add_argument(
         "--scenario", required=True, choices=["caller", "e2e", "memory", "latency", "floor"]
     )
@@ -296,6 +304,8 @@ def main() -> None:
     else:
         lib = Library(args.lib, args.host, args.queue_size, args.gzip)
         result["version"] = lib.version
+        if lib.backend:
+            result["backend"] = lib.backend
         runners: dict[str, Callable[[], dict[str, Any]]] = {
             "caller": lambda: caller(lib, args.messages, args.host, prof),
             "e2e": lambda: end_to_end(lib, args.messages, args.host, prof),
