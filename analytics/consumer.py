@@ -172,12 +172,20 @@ class Consumer:
             self.messages.append(msg)
         return False
 
+    def _still_wanted(self) -> int:
+        """How many more messages fill the batch: by count, or by bytes at the average size
+        so far (plus the one that will not fit and so closes it)."""
+        batcher, held = self.batcher, len(self.messages)
+        by_count = batcher.max_count - held
+        by_bytes = (batcher.max_bytes - batcher.size) // max(batcher.size // held, 1) + 1
+        return max(min(by_count, by_bytes), 1)
+
     def _sleep(self, deadline: float) -> bool:
         """Wait until the batch's worth is queued (one message when idle). False when the
         deadline passed (or, idle, `replay_interval` did) first."""
         handoff = self.handoff
         idle = not self.messages
-        handoff.want = 1 if idle else max(self.batcher.max_count - len(self.messages), 1)
+        handoff.want = 1 if idle else self._still_wanted()
         handoff.more.clear()
         if self.queue.qsize() >= handoff.want:  # rung before the clear: nothing lost
             return True

@@ -62,6 +62,19 @@ def test_body_stays_under_500kb_with_30kb_messages(make_client, collector, error
     assert len(errors) == 0
 
 
+def test_batch_full_by_bytes_is_sent_without_waiting_for_flush_interval(make_client, collector):
+    client = make_client(batch_size=100, flush_interval=30)
+    blob = "x" * 30_000
+    assert client.track("u", "Big", {"blob": blob, "i": 0})[0]
+    # the consumer holds a batch of one and waits for the rest of it
+    assert wait_until(lambda: client.queue.qsize() == 0, timeout=5)
+    for i in range(1, 20):  # 16 fill a body; the 17th closes it: no flush, no 30 s wait
+        assert client.track("u", "Big", {"blob": blob, "i": i})[0]
+    [first] = collector.wait_for_requests(1, timeout=10)
+    assert 10 <= len(first.messages) < 20
+    assert len(first.raw) <= MAX_BODY
+
+
 def test_body_stays_under_500kb_with_mixed_sizes(make_client, collector, errors):
     rng = random.Random(1234)
     client = make_client(batch_size=100, flush_interval=10)
