@@ -189,3 +189,21 @@ def test_odd_values_do_not_break_later_delivery(make_client, collector):
     assert client.flush(timeout=5)
     events = [m["event"] for m in collector.messages()]
     assert events == ["odd", "plain"]
+
+
+def test_without_orjson_the_json_module_encodes():
+    """What a user without the `fast` extra gets (orjson hidden from a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['orjson'] = None\n"
+        "import datetime, analytics.encode as e\n"
+        "print(e.BACKEND)\n"
+        "print(e.encode({'t': datetime.datetime(2024, 1, 2), 'n': float('nan')}).decode())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split("\n")
+    assert out[0] == "json"
+    assert out[1] == '{"t":"2024-01-02T00:00:00+00:00","n":null}'
