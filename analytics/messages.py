@@ -102,12 +102,19 @@ def id_or_none(name: str, value: Any) -> str | None:
     return str(value) or None
 
 
+def _checked(name: str, value: Any) -> Mapping[str, Any]:
+    """A mapping argument as given (None: the shared empty dict); anything else refused."""
+    if value is None:
+        return _EMPTY
+    if type(value) is dict or isinstance(value, Mapping):
+        return value
+    raise ValidationError(f"{name} must be a mapping (dict), not {type(value).__name__}")
+
+
 def _mapping(name: str, value: Any) -> dict[str, Any]:
     """A copy of a mapping argument: dicts, lists, tuples and sets in it copied all the way
     down, everything else (str, numbers, datetimes, objects) shared."""
-    if type(value) is dict or isinstance(value, Mapping):
-        return _copy_dict(value)
-    raise ValidationError(f"{name} must be a mapping (dict), not {type(value).__name__}")
+    return _copy_dict(_checked(name, value))
 
 
 def _optional(name: str, value: Any) -> Mapping[str, Any]:
@@ -115,13 +122,18 @@ def _optional(name: str, value: Any) -> Mapping[str, Any]:
 
 
 def _copy_dict(value: Mapping[Any, Any]) -> dict[Any, Any]:
-    copied = dict(value)
+    return _deepen(dict(value))
+
+
+def _deepen(copied: dict[Any, Any]) -> dict[Any, Any]:
+    """Replace the containers in a new dict by copies of them (a dict keeps its size when
+    only the values of its keys change, so this is safe while iterating)."""
     for key, item in copied.items():
         kind = type(item)
         if kind in _LEAVES:  # most values: no isinstance() against the ABCs
             continue
         if kind is dict or kind is list or isinstance(item, _CONTAINERS):
-            copied[key] = _copy(item)  # the key is there already: the dict keeps its size
+            copied[key] = _copy(item)
     return copied
 
 
@@ -187,9 +199,10 @@ def _common(
             ctx["library"] = LIBRARY
         extra = _EMPTY if integrations is None else _mapping("integrations", integrations)
     else:
-        ctx = _copy_dict(deep_merge(scope.context, _optional("context", context)))
+        # deep_merge and {**...} make new dicts: one copy of the containers in them is enough
+        ctx = _deepen(deep_merge(scope.context, _checked("context", context)))
         ctx["library"] = LIBRARY
-        extra = _copy_dict({**scope.integrations, **_optional("integrations", integrations)})
+        extra = _deepen({**scope.integrations, **_checked("integrations", integrations)})
     mid = id_or_none("message_id", message_id)
     return {
         "type": kind,
