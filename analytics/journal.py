@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
 from .log import logger
+from .spool import alive
 
 _HEADER = struct.Struct(">cI")  # kind (b"A" added, b"D" done), payload length
 
@@ -109,7 +110,7 @@ def _orphans(spool_path: str) -> Iterator[str]:
         if name_host != host:
             continue  # another host's: its own processes fold it
         pid = int(folder) if folder.isdigit() else int(parts[0])
-        if not _alive(pid):
+        if not alive(pid):
             yield path
 
 
@@ -134,16 +135,3 @@ def fold_orphans(spool_path: str, add: Callable[[list[tuple[str, bytes]]], objec
     if moved:
         logger.info("analytics: %d message(s) of ended processes moved into the spool", moved)
     return moved
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        logger.debug("cannot tell whether pid %d runs", pid)
-        return True
-    return True

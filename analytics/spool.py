@@ -203,7 +203,7 @@ class Spool:
         ).fetchall()
         for (owner,) in owners:
             parts = owner.split(":")
-            if len(parts) == 3 and parts[0] == host and not _alive(int(parts[1])):
+            if len(parts) == 3 and parts[0] == host and not alive(int(parts[1])):
                 self._db.execute("UPDATE spool SET owner = NULL WHERE owner = ?", (owner,))
 
     def delete(self, ids: Sequence[int]) -> None:
@@ -232,11 +232,12 @@ def _marks(ids: Sequence[int]) -> str:
     return ",".join("?" * len(ids))
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process of this host runs (when unsure: yes, so nothing of it is taken)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except OSError:  # PermissionError: it runs, as another user
         return True
     return True
