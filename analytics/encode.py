@@ -17,7 +17,7 @@ import enum
 import json
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .log import Throttle
@@ -86,15 +86,17 @@ def _json_fast(message: Any) -> bytes:
     return "".join(_c_encoder(message, 0)).encode("utf-8", "replace")
 
 
+_BACKENDS: dict[str, Callable[[Any], bytes]] = {"json": _json_fast}
 if orjson is not None:
     _ORJSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_PASSTHROUGH_DATACLASS
 
     def _orjson_fast(message: Any) -> bytes:
         return orjson.dumps(message, default=_default, option=_ORJSON_OPTIONS)
 
+    _BACKENDS["orjson"] = _orjson_fast
 
 BACKEND = "orjson" if orjson is not None else "json"  # what the fast path uses
-_fast = _orjson_fast if orjson is not None else _json_fast
+_fast = _BACKENDS[BACKEND]
 
 
 def _clean(o: Any, seen: set[int]) -> Any:
@@ -139,9 +141,6 @@ def encode(message: Any) -> bytes:
 def use_backend(name: str) -> None:
     """Pick the fast path: "orjson" (if installed) or "json". For tests and benchmarks."""
     global _fast, BACKEND
-    if name == "orjson" and orjson is not None:
-        _fast, BACKEND = _orjson_fast, name
-    elif name == "json":
-        _fast, BACKEND = _json_fast, name
-    else:
+    if name not in _BACKENDS:
         raise ValueError(f"encoder backend {name!r} is not available")
+    _fast, BACKEND = _BACKENDS[name], name

@@ -31,7 +31,7 @@ def in_uwsgi_master() -> bool:
     if uwsgi is None:
         return False
     try:
-        return bool(uwsgi.masterpid()) and uwsgi.masterpid() == os.getpid()
+        return bool(uwsgi.masterpid() == os.getpid())  # 0 without a master
     except Exception:  # an old or partial uwsgi module
         return False
 
