@@ -6,11 +6,11 @@ encoded once. The byte limit is checked before a message is added.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .encode import encode
+from .ids import now_millis
 
 MAX_BATCH_BYTES = 500_000
 MAX_MESSAGE_BYTES = 32_768
@@ -22,14 +22,9 @@ _SENT_AT_LEN = len("2000-01-01T00:00:00.000+00:00")
 _OVERHEAD = len(_HEAD) + len(_TAIL) + _SENT_AT_LEN + len(b'"}')
 
 
-def sent_at() -> str:
-    """Now, as the batch's `sentAt`."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
 def body(items: Sequence[bytes], sent: str | None = None) -> bytes:
     """The request body for already encoded messages."""
-    stamp = (sent or sent_at()).encode("ascii")
+    stamp = (sent or now_millis()).encode("ascii")
     return b"".join((_HEAD, b",".join(items), _TAIL, stamp, b'"}'))
 
 

@@ -29,6 +29,7 @@ from .errors import (
     QueueFull,
     ValidationError,
 )
+from .ids import Id
 from .keeper import Keeper
 from .log import Throttle, logger
 from .stats import Stats
@@ -216,14 +217,14 @@ class Client:
 
     def track(
         self,
-        user_id: messages.Id | None = None,
+        user_id: Id | None = None,
         event: str | None = None,
         properties: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         timestamp: messages.Timestamp | None = None,
-        anonymous_id: messages.Id | None = None,
+        anonymous_id: Id | None = None,
         integrations: Mapping[str, Any] | None = None,
-        message_id: messages.Id | None = None,
+        message_id: Id | None = None,
     ) -> Result:
         """Record an action the user did."""
         return self._enqueue(
@@ -235,13 +236,13 @@ class Client:
 
     def identify(
         self,
-        user_id: messages.Id | None = None,
+        user_id: Id | None = None,
         traits: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         timestamp: messages.Timestamp | None = None,
-        anonymous_id: messages.Id | None = None,
+        anonymous_id: Id | None = None,
         integrations: Mapping[str, Any] | None = None,
-        message_id: messages.Id | None = None,
+        message_id: Id | None = None,
     ) -> Result:
         """Tie a user to their traits."""
         return self._enqueue(
@@ -252,15 +253,15 @@ class Client:
 
     def page(
         self,
-        user_id: messages.Id | None = None,
+        user_id: Id | None = None,
         category: str | None = None,
         name: str | None = None,
         properties: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         timestamp: messages.Timestamp | None = None,
-        anonymous_id: messages.Id | None = None,
+        anonymous_id: Id | None = None,
         integrations: Mapping[str, Any] | None = None,
-        message_id: messages.Id | None = None,
+        message_id: Id | None = None,
     ) -> Result:
         """Record a page view."""
         return self._enqueue(
@@ -272,15 +273,15 @@ class Client:
 
     def screen(
         self,
-        user_id: messages.Id | None = None,
+        user_id: Id | None = None,
         category: str | None = None,
         name: str | None = None,
         properties: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         timestamp: messages.Timestamp | None = None,
-        anonymous_id: messages.Id | None = None,
+        anonymous_id: Id | None = None,
         integrations: Mapping[str, Any] | None = None,
-        message_id: messages.Id | None = None,
+        message_id: Id | None = None,
     ) -> Result:
         """Record a screen view in an app."""
         return self._enqueue(
@@ -292,14 +293,14 @@ class Client:
 
     def group(
         self,
-        user_id: messages.Id | None = None,
-        group_id: messages.Id | None = None,
+        user_id: Id | None = None,
+        group_id: Id | None = None,
         traits: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         timestamp: messages.Timestamp | None = None,
-        anonymous_id: messages.Id | None = None,
+        anonymous_id: Id | None = None,
         integrations: Mapping[str, Any] | None = None,
-        message_id: messages.Id | None = None,
+        message_id: Id | None = None,
     ) -> Result:
         """Tie a user to a group (an account, a company)."""
         return self._enqueue(
@@ -311,12 +312,12 @@ class Client:
 
     def alias(
         self,
-        previous_id: messages.Id | None = None,
-        user_id: messages.Id | None = None,
+        previous_id: Id | None = None,
+        user_id: Id | None = None,
         context: Mapping[str, Any] | None = None,
         timestamp: messages.Timestamp | None = None,
         integrations: Mapping[str, Any] | None = None,
-        message_id: messages.Id | None = None,
+        message_id: Id | None = None,
     ) -> Result:
         """Merge one identity into another."""
         return self._enqueue(

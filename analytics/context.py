@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import ValidationError
+from .ids import id_or_none
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,6 @@ def scope(
     integrations: Mapping[str, Any] | None = None,
 ) -> Iterator[Scope]:
     """Open a scope: calls inside it that lack an id get the scope's; nested scopes merge."""
-    from .messages import id_or_none  # late: messages imports this module
-
     parent = _current.get() or Scope()
     uid = id_or_none("user_id", user_id)
     aid = id_or_none("anonymous_id", anonymous_id)

@@ -10,9 +10,6 @@ must not change what is sent). What is the same for every message is shared, rea
 from __future__ import annotations
 
 import datetime as dt
-import os
-import random
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Union
@@ -22,9 +19,9 @@ from dateutil.parser import isoparse
 from .context import current_scope, deep_merge
 from .encode import iso8601
 from .errors import ValidationError
+from .ids import id_or_none, now_iso8601, uuid4
 from .version import LIBRARY_NAME, VERSION
 
-Id = Union[str, int, uuid.UUID]
 Timestamp = Union[dt.datetime, dt.date, str]
 Message = dict[str, Any]
 
@@ -61,45 +58,6 @@ class Shared(dict):  # type: ignore[type-arg]
 LIBRARY = Shared(name=LIBRARY_NAME, version=VERSION)
 _LIBRARY_ONLY = Shared(library=LIBRARY)  # the context of a call given none
 _EMPTY = Shared()  # integrations, properties or traits not given
-
-
-# Message ids come from a private generator seeded from os.urandom, reseeded in a forked
-# child. os.urandom per call would release the GIL on every call (a syscall), letting any
-# other thread take it for up to the switch interval (5 ms) in the middle of a request; the
-# ids need to be unique, not secret. A user's random.seed() does not touch this one.
-_rng = random.Random()
-_rng_pid = os.getpid()
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
-
-
-def _reseed() -> None:
-    global _rng_pid
-    _rng.seed()
-    _rng_pid = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reseed)
-
-
-def uuid4() -> str:
-    """A random UUID4 string, as str(uuid.uuid4()) gives, at half its cost."""
-    if _rng_pid != os.getpid():  # forked without the at-fork hooks (from C)
-        _reseed()
-    h = (_rng.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET).to_bytes(16, "big").hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def id_or_none(name: str, value: Any) -> str | None:
-    """An id as a string, or None when missing (None or "")."""
-    if type(value) is str:
-        return value or None
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
-        raise ValidationError(f"{name} must be a str, int or UUID, not {type(value).__name__}")
-    return str(value) or None
 
 
 def _checked(name: str, value: Any) -> Mapping[str, Any]:
@@ -149,20 +107,6 @@ def _copy(value: Any) -> Any:
 
 _LEAVES = frozenset({str, int, float, bool, type(None), dt.datetime, dt.date, uuid.UUID})
 _CONTAINERS = (Mapping, list, tuple, set, frozenset)
-
-
-_second: tuple[int, str] = (-1, "")  # the last whole second and its text, shared by calls
-
-
-def now_iso8601() -> str:
-    """Now in UTC, as ISO-8601 with microseconds; half the cost of datetime's isoformat."""
-    global _second
-    now = time.time()
-    whole = int(now)
-    second = _second
-    if second[0] != whole:  # one tuple assignment: other threads see the old or the new pair
-        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{second[1]}.{int((now - whole) * 1_000_000):06d}+00:00"
 
 
 def _timestamp(value: Any) -> str:

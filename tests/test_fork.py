@@ -79,21 +79,21 @@ def test_fork_while_parent_batch_is_in_flight(make_client, collector):
 
 
 def test_parent_and_child_make_different_message_ids():
-    from analytics import messages
+    from analytics import ids
 
-    messages.uuid4()  # the generator in use before the fork
+    ids.uuid4()  # the generator in use before the fork
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 1
         try:
             os.close(read_end)
-            os.write(write_end, ",".join(messages.uuid4() for _ in range(5)).encode())
+            os.write(write_end, ",".join(ids.uuid4() for _ in range(5)).encode())
             code = 0
         finally:
             os._exit(code)
     os.close(write_end)
-    parent_ids = {messages.uuid4() for _ in range(5)}
+    parent_ids = {ids.uuid4() for _ in range(5)}
     assert wait_child(pid, timeout=20) == 0
     with os.fdopen(read_end) as pipe:
         child_ids = set(pipe.read().split(","))
@@ -104,12 +104,12 @@ def test_parent_and_child_make_different_message_ids():
 def test_a_fork_the_hooks_missed_is_seen_by_the_pid(monkeypatch):
     import random
 
-    from analytics import messages
+    from analytics import ids
 
     twin = random.Random()
-    twin.setstate(messages._rng.getstate())  # what the generator would give, not reseeded
-    monkeypatch.setattr(messages, "_rng_pid", -1)  # as if forked from C, without the hooks
-    reseeded = messages.uuid4()
-    assert messages._rng_pid == os.getpid()
-    monkeypatch.setattr(messages, "_rng", twin)
-    assert messages.uuid4() != reseeded
+    twin.setstate(ids._rng.getstate())  # what the generator would give, not reseeded
+    monkeypatch.setattr(ids, "_rng_pid", -1)  # as if forked from C, without the hooks
+    reseeded = ids.uuid4()
+    assert ids._rng_pid == os.getpid()
+    monkeypatch.setattr(ids, "_rng", twin)
+    assert ids.uuid4() != reseeded

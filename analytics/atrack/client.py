@@ -7,7 +7,6 @@ id from the current user, and adds `init`, `get_user`, `set_attributes` and `cle
 
 from __future__ import annotations
 
-import datetime as dt
 import inspect
 import threading
 from collections.abc import Mapping
@@ -17,7 +16,7 @@ from .. import messages
 from ..client import Client, Message, Result
 from ..context import current_scope, deep_merge
 from ..errors import ValidationError
-from ..messages import id_or_none, uuid4
+from ..ids import Id, id_or_none, now_iso8601, uuid4
 from ..transport import Sender
 from .storage import MemoryStorage, User, UserStorage
 from .wire import ATrackSender, host_for
@@ -129,7 +128,7 @@ class ATrackClient(Client):
 
     def init(
         self,
-        uuid: messages.Id | None = None,
+        uuid: Id | None = None,
         attributes: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
@@ -156,7 +155,7 @@ class ATrackClient(Client):
             {
                 "type": "init",
                 "messageId": uuid4(),
-                "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "timestamp": now_iso8601(),
                 "userId": chosen,
                 "isNewUser": is_new,
                 "attributes": attrs,
@@ -179,7 +178,7 @@ class ATrackClient(Client):
         attributes: Mapping[str, Any],
         replace: bool = False,
         *,
-        uuid: messages.Id | None = None,
+        uuid: Id | None = None,
     ) -> Result:
         """Set the user's attributes (``POST /attributes``), merged or replacing them all.
         The user: `uuid`, else the open scope's id, else the current user."""
@@ -194,7 +193,7 @@ class ATrackClient(Client):
         msg: Message = {
             "type": "attributes",
             "messageId": uuid4(),
-            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "timestamp": now_iso8601(),
             "userId": chosen,
             "mode": "replace" if replace else "merge",
             "attributes": attrs,
