@@ -1,11 +1,12 @@
 """The batching rule: at most `max_count` messages and `max_bytes` of body per request.
 
-Messages arrive already encoded (bytes); a batch body is their join, so each message is
-encoded once. The byte limit is checked before a message is added.
+Messages arrive already encoded (bytes); a batch body is their join. The byte limit is
+checked before a message is added; `add` says with a `Fit` what it did.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,17 @@ def body(items: Sequence[bytes], sent: str | None = None) -> bytes:
     """The request body for already encoded messages."""
     stamp = (sent or now_millis()).encode("ascii")
     return b"".join((_HEAD, b",".join(items), _TAIL, stamp, b'"}'))
+
+
+class Fit(enum.Enum):
+    """What `Batcher.add` did with a message; only `ADDED` is true."""
+
+    ADDED = "added"
+    FULL = "full"  # it would break the count or byte limit: send the batch, then add it
+    TOO_LARGE = "too_large"  # over MAX_MESSAGE_BYTES: no batch can take it
+
+    def __bool__(self) -> bool:
+        return self is Fit.ADDED
 
 
 class Batcher:
@@ -49,16 +61,17 @@ class Batcher:
         extra = len(item) + (1 if self.items else 0)
         return len(self.items) < self.max_count and self._size + extra <= self.max_bytes
 
-    def add(self, item: bytes | Mapping[str, Any]) -> bool:
-        """Add a message (encoded bytes or a dict); False, and nothing added, if it won't fit."""
+    def add(self, item: bytes | Mapping[str, Any]) -> Fit:
+        """Add a message (encoded bytes or a dict). Anything but `Fit.ADDED` (the one true
+        value) means nothing was added: `FULL` (send this batch first) or `TOO_LARGE`."""
         data = item if isinstance(item, bytes) else encode(item)
         if len(data) > MAX_MESSAGE_BYTES:
-            raise ValueError(f"message is {len(data)} bytes, over {MAX_MESSAGE_BYTES}")
+            return Fit.TOO_LARGE
         if not self.fits(data):
-            return False
+            return Fit.FULL
         self._size += len(data) + (1 if self.items else 0)
         self.items.append(data)
-        return True
+        return Fit.ADDED
 
     @property
     def full(self) -> bool:

@@ -13,31 +13,24 @@ import os
 import queue
 import sqlite3
 import threading
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from . import lifecycle, messages
 from . import spool as spool_lib
 from .batch import MAX_MESSAGE_BYTES
-from .consumer import Consumer, Handoff
-from .delivery import Delivery
 from .errors import (
     ClientShutdown,
     DeliveryError,
     MessageTooLarge,
-    QueueFull,
     ValidationError,
 )
 from .ids import Id
-from .keeper import Keeper
-from .log import Throttle, logger
-from .stats import Stats
+from .log import logger
+from .pipeline import Pipeline, Plan
 from .transport import DEFAULT_HOST, Sender, Transport
 
 Message = dict[str, Any]
-# Reasons that pass (an outage, a full queue, a shutdown): with a spool they wait there.
-_SPILLED = frozenset({"gave_up", "queue_full", "shutdown"})
 Result = tuple[bool, Message]
 OnError = Callable[[Exception, list[Message]], Any]
 
@@ -115,7 +108,7 @@ class Client:
         if proxies is not None and not isinstance(proxies, Mapping):
             raise ValidationError("proxies must be a dict, as requests takes them")
         self.host = host
-        self.on_error = on_error
+        self._on_error = on_error
         self.debug = bool(debug)
         self.gzip = bool(gzip)
         self.sync_mode = bool(sync_mode)
@@ -154,45 +147,23 @@ class Client:
                 logger.error("analytics: spool %r unusable (%s); memory only", spool_path, exc)
             except (OSError, sqlite3.Error) as exc:
                 raise ValidationError(f"cannot use spool_path {spool_path!r}: {exc}") from None
-        self._high_water = self.max_queue_size // 2
         self.sent: list[Message] = []  # stub mode: what would have been sent
-        self._closed = False
         self._start_process_state()
         lifecycle.register(self)
         if self._spool is not None and not self.sync_mode:
-            self._start_consumer()  # replay what an earlier run left, without waiting for a call
+            self._pipeline.start()  # replay what an earlier run left, without waiting for a call
 
-    def _start_process_state(self) -> None:
+    def _start_process_state(self, closed: bool = False) -> None:
         """Everything that belongs to one process: rebuilt in a forked child."""
         self._pid = os.getpid()
-        # uWSGI forks its workers from C, without Python's fork protocol: a thread of ours
-        # waiting for the GIL at that moment hangs the worker. Its master starts none.
-        self._thread_free = lifecycle.in_uwsgi_master()
-        self._lock = threading.Lock()
-        self._sync_lock = threading.Lock()
-        self._full_warning = Throttle()
-        self._queue: queue.Queue[Any] = queue.Queue(self.max_queue_size)
-        self._put_lock = threading.Lock()
-        self._handoff = Handoff()
-        self._stats = Stats(spool=self._spool is not None)
-        self._abort = threading.Event()
         self._transport = self._make_sender()
         self._encode = self._transport.encode
-        self._keeper: Keeper | None = None
-        if self._spool is not None:
-            self._keeper = Keeper(
-                self._spool, self._stats, self._transport, self._report, self.batch_size,
-                self.durable,
-            )  # fmt: skip
-        self._delivery = Delivery(
-            self._transport,
-            self._stats,
-            self._lost,
-            self.max_retries,
-            self._abort,
-            self._keeper.delivered if self._keeper is not None and self.durable else None,
-        )
-        self._consumer: Consumer | None = None
+        plan = Plan(
+            self.max_queue_size, self.batch_size, self.flush_interval, self.max_retries,
+            self.sync_mode, self.durable, self.shutdown_timeout,
+        )  # fmt: skip
+        self._pipeline = Pipeline(plan, self._transport, self.on_error, self._spool)
+        self._pipeline.closed = closed
 
     def _make_sender(self) -> Sender:
         """The wire protocol: Segment's batch API here; other protocols override this."""
@@ -201,6 +172,22 @@ class Client:
     def __repr__(self) -> str:
         mode = "stub" if self.stub else "sync" if self.sync_mode else "queue"
         return f"<analytics.Client host={self.host!r} mode={mode} closed={self._closed}>"
+
+    @property
+    def _closed(self) -> bool:
+        return self._pipeline.closed
+
+    @property
+    def on_error(self) -> OnError | None:
+        """`on_error(error, batch)`, called once for every message that will not be sent."""
+        return self._on_error
+
+    @on_error.setter
+    def on_error(self, value: OnError | None) -> None:
+        self._on_error = value
+        pipeline = getattr(self, "_pipeline", None)
+        if pipeline is not None:
+            pipeline.settler.on_error = value
 
     def __enter__(self) -> Client:
         return self
@@ -211,7 +198,7 @@ class Client:
     @property
     def queue(self) -> queue.Queue[Any]:
         """The bounded queue of message dicts waiting for the consumer."""
-        return self._queue
+        return self._pipeline.queue
 
     # -- the six calls ---------------------------------------------------------------------
 
@@ -328,109 +315,27 @@ class Client:
 
     def _enqueue(self, msg: Message) -> Result:
         data = self._encode(msg)
+        pipeline = self._pipeline
         if len(data) > MAX_MESSAGE_BYTES:
-            self._report(MessageTooLarge(len(data), MAX_MESSAGE_BYTES), [msg], False)
+            error: DeliveryError = MessageTooLarge(len(data), MAX_MESSAGE_BYTES)
+            pipeline.settler.report(error, [msg], False)
             return False, msg
-        if self._closed:
-            self._report(ClientShutdown("client is shut down; message not sent"), [msg], False)
+        if pipeline.closed:
+            error = ClientShutdown("client is shut down; message not sent")
+            pipeline.settler.report(error, [msg], False)
             return False, msg
         if self.stub:
             self._keep(msg)
             return True, msg
         if self._pid != os.getpid():
             self.reset_after_fork()
-        if self.durable and self._keeper is not None:
-            self._keeper.write_ahead(msg, data)
-        if self.sync_mode or (self._consumer is None and not self._start_consumer()):
-            with self._sync_lock:
-                result = self._delivery.deliver([data], [msg], from_queue=False)
-                if result and self._keeper is not None:  # the collector answers: catch up
-                    self._keeper.replay_guarded()
-            return result is not False, msg  # None: not sent, but kept in the spool
-        with self._put_lock:  # so that `queued` counts every put, and nothing else
-            try:
-                self._queue.put(msg, False)
-            except queue.Full:
-                full = True
-            else:
-                full = False
-                self._stats.queued += 1
-        if full:  # with a spool, the message waits there: accepted all the same
-            return self._lost(QueueFull("queue is full; message dropped"), [msg], False), msg
-        handoff = self._handoff
-        waiting = self._stats.queued - handoff.taken  # may count one taken a moment ago
-        if waiting >= handoff.want:
-            handoff.ring()
-        if waiting > self._high_water:
-            # Backed up: give the consumer the GIL for a moment, so that a burst of calls
-            # does not starve it and overflow the queue. Costs callers only under overload.
-            # (os.sched_yield is not enough: this thread takes the GIL back before the
-            # consumer has woken up to take it.)
-            time.sleep(0)
-        return True, msg
+            pipeline = self._pipeline
+        return pipeline.put(msg, data), msg
 
     def _keep(self, msg: Message) -> None:
         self.sent.append(msg)
         if len(self.sent) > self.max_queue_size:
             del self.sent[0]
-
-    def _start_consumer(self, now: bool = False) -> bool:
-        """Start the thread on first use, so a pre-fork master stays thread-free.
-        In a uWSGI master, only when `now` (a flush): until then messages wait in the queue.
-        False if no thread can be started."""
-        if self._thread_free and not now:
-            return True
-        with self._lock:
-            if self._consumer is None:
-                consumer = Consumer(
-                    self._queue,
-                    self._encode,
-                    self._handoff,
-                    self._delivery,
-                    self._lost,
-                    self.batch_size,
-                    self.flush_interval,
-                    self._keeper.replay_once if self._keeper is not None else None,
-                    spool_lib.REPLAY_INTERVAL,
-                )
-                try:
-                    consumer.start()
-                except RuntimeError:  # interpreter shutting down: send in the caller instead
-                    logger.debug("cannot start the consumer thread; sending synchronously")
-                    return False
-                self._consumer = consumer
-                lifecycle.started(self)
-        return True
-
-    def _lost(self, error: DeliveryError, batch: Sequence[Message], from_queue: bool) -> bool:
-        """Messages that will not be delivered now. With a spool, what failed for a passing
-        reason waits there instead (True); the rest is reported (False)."""
-        keeper = self._keeper
-        if keeper is not None:
-            if error.reason in _SPILLED and keeper.keep(batch, from_queue):
-                consumer = self._consumer
-                if consumer is not None:
-                    consumer.replay_pending = True
-                return True
-            keeper.refused(batch)
-        self._report(error, batch, from_queue)
-        return False
-
-    def _report(self, error: DeliveryError, batch: Sequence[Message], from_queue: bool) -> None:
-        """Log, report and count messages that will not be delivered: once each.
-        Counted last, so that a flush waiting on the count returns after on_error ran."""
-        if isinstance(error, QueueFull):
-            self._full_warning.warn(
-                "analytics queue is full (max_queue_size=%d); dropping", self.max_queue_size
-            )
-        else:
-            logger.warning("dropped %d message(s): %s", len(batch), error)
-        if self.on_error is not None:
-            try:
-                self.on_error(error, list(batch))
-            except Exception:
-                logger.exception("on_error raised; ignored")
-        self._stats.add_dropped(error.reason, len(batch), from_queue)
 
     def fork_lock(self) -> threading.Lock | None:
         """Held across a fork so that no thread is inside SQLite when it happens."""
@@ -443,66 +348,22 @@ class Client:
         on_error; False if `timeout` seconds ran out first."""
         if self._pid != os.getpid():
             self.reset_after_fork()
-        target = self._stats.queued
-        if self._stats.settled >= target:
-            return True
-        if self._consumer is None and not self._start_consumer(now=True):
-            return False  # no thread can be started (interpreter shutting down)
-        consumer = self._consumer
-        assert consumer is not None
-        if consumer.is_current():  # from on_error: waiting here would wait on ourselves
-            return False
-        deadline = None if timeout is None else time.monotonic() + timeout
-        consumer.nudge(timeout)
-        remaining = None if deadline is None else deadline - time.monotonic()
-        return self._stats.wait_settled(target, remaining)
+        return self._pipeline.flush(timeout)
 
     def flush_soon(self) -> None:
         """Ask the consumer to send its partial batch now, without waiting."""
-        consumer = self._consumer
-        if consumer is not None:
-            consumer.nudge(0)
+        self._pipeline.flush_soon()
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop the consumer. Later calls return (False, message).
         True if everything queued was delivered or reported within `timeout`."""
         if self._pid != os.getpid():
             self.reset_after_fork()
-        self._closed = True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        ok = self.flush(timeout)
-        consumer = self._consumer
-        if consumer is not None and not consumer.is_current():
-            if not ok:
-                self._abort.set()  # cut retry waits short; what is left is reported as lost
-            consumer.stop()
-            # Past the deadline, only a moment for the thread to see the stop marker.
-            remaining = 10.0 if deadline is None else max(deadline - time.monotonic(), 0.05)
-            consumer.thread.join(remaining)
-            if not consumer.alive():
-                consumer.drain_lost()
-                self._transport.close()
-                if self._keeper is not None:
-                    self._keeper.close()
-                if self._spool is not None:
-                    self._spool.close()
-            else:  # stuck in a request: settle what waits, and the batch in flight, from here
-                self._abort.set()
-                consumer.drain_queue_lost()
-                inflight = self._delivery.abandon()
-                if inflight is not None:
-                    self._lost(
-                        ClientShutdown("client shut down while sending the batch"), *inflight
-                    )
-        lifecycle.stopped(self)
-        return ok
+        return self._pipeline.shutdown(timeout)
 
     def retire(self) -> None:
         """Stop taking calls; the consumer delivers what it holds, then ends. Does not wait."""
-        self._closed = True
-        consumer = self._consumer
-        if consumer is not None:
-            consumer.stop()
+        self._pipeline.retire()
 
     def join(self) -> None:
         """Segment's name for shutdown()."""
@@ -511,12 +372,13 @@ class Client:
     def stats(self) -> dict[str, Any]:
         """Running totals: queued, delivered, dropped, dropped_by_reason, retries, requests,
         pending."""
-        return self._stats.snapshot()
+        return self._pipeline.stats.snapshot()
 
     def reset_after_fork(self) -> None:
         """In a forked child: a fresh queue, lock, session and (lazily) thread of its own."""
         if self._pid == os.getpid():
             return
-        if self._spool is not None and not self._closed:
+        closed = self._pipeline.closed
+        if self._spool is not None and not closed:
             self._spool.reopen_after_fork()
-        self._start_process_state()
+        self._start_process_state(closed)

@@ -18,10 +18,13 @@ import threading
 import time
 from typing import Any, Callable
 
-from .batch import MAX_MESSAGE_BYTES, Batcher
-from .delivery import Delivery, LostHandler, Message
+from .batch import MAX_MESSAGE_BYTES, Batcher, Fit
+from .delivery import Delivery
 from .errors import ClientShutdown, MessageTooLarge
 from .log import logger
+from .outcome import Batch, Fate, Message
+from .settle import Settler
+from .spooling import SpoolKeeper
 
 FLUSH = object()  # marker: send what you have now
 STOP = object()  # marker: send what you have and end
@@ -52,26 +55,24 @@ class Consumer:
         encode: Callable[[Message], bytes],
         handoff: Handoff,
         delivery: Delivery,
-        lost: LostHandler,
+        settler: Settler,
         batch_size: int,
         flush_interval: float,
-        replay: Callable[[], bool | None] | None = None,
+        keeper: SpoolKeeper | None = None,
         replay_interval: float = 5.0,
     ) -> None:
         self.queue = q
         self.encode = encode
         self.handoff = handoff
         self.delivery = delivery
-        self.lost = lost
+        self.settler = settler
         self.batcher = Batcher(batch_size)
         self.messages: list[Message] = []  # the dicts of the batch being filled
         self.flush_interval = flush_interval
         self.closing = False
-        # The spool: `replay()` sends one spooled batch: True if it went, False if it failed,
-        # None if the spool had nothing free. `replay_pending` is False once it found none.
-        self.replay = replay
+        self.keeper = keeper  # the spool, replayed through the same delivery
         self.replay_interval = replay_interval
-        self.replay_pending = replay is not None
+        self.started = threading.Event()  # set once the start-up replay is done
         self._carry: tuple[Message, bytes] | None = None
         self.thread = threading.Thread(target=self._run, name="analytics-consumer", daemon=True)
 
@@ -104,14 +105,17 @@ class Consumer:
 
     def _run(self) -> None:
         self._replay()
+        self.started.set()
         while True:
             try:
                 stop = self._fill()
                 if self.messages:
-                    messages, self.messages = self.messages, []
-                    if self.delivery.deliver(self.batcher.take(), messages):
+                    batch = Batch(self.batcher.take(), self.messages)
+                    self.messages = []
+                    fate = self.settler.settle(batch, self.delivery.deliver(batch))
+                    if fate is Fate.DELIVERED:
                         self._replay()  # the collector answers again: send what was spooled
-                elif self.replay is not None and not stop:
+                elif self.keeper is not None and not stop:
                     self._replay()  # idle: the spool may hold what other processes left
                 if self.delivery.abort.is_set():
                     self.drain_lost()
@@ -123,17 +127,8 @@ class Consumer:
 
     def _replay(self) -> None:
         """Send spooled batches while they go through, giving way to live messages."""
-        if self.replay is None:
-            return
-        try:
-            while self.queue.empty() and not self.delivery.abort.is_set():
-                result = self.replay()
-                if result is None:
-                    self.replay_pending = False
-                if not result:
-                    break
-        except Exception:
-            logger.exception("analytics: replaying the spool failed")
+        if self.keeper is not None:
+            replay(self.keeper, self.delivery, self.settler, lambda: not self.queue.empty())
 
     def _fill(self) -> bool:
         """Fill the batch by the batching rule; True when told to stop."""
@@ -161,10 +156,11 @@ class Consumer:
                     return True
                 self.handoff.taken += 1
                 msg, data = item, self.encode(item)
-                if len(data) > MAX_MESSAGE_BYTES:  # it was under the limit at the call
-                    self.lost(MessageTooLarge(len(data), MAX_MESSAGE_BYTES), [msg], True)
-                    continue
-            if not batcher.add(data):
+            fit = batcher.add(data)
+            if fit is Fit.TOO_LARGE:  # under the limit at the call, changed since
+                self.settler.lose(MessageTooLarge(len(data), MAX_MESSAGE_BYTES), [msg], True)
+                continue
+            if fit is Fit.FULL:
                 self._carry = (msg, data)
                 return False
             if not self.messages:
@@ -190,7 +186,7 @@ class Consumer:
         if self.queue.qsize() >= handoff.want:  # rung before the clear: nothing lost
             return True
         if idle:
-            return handoff.more.wait(self.replay_interval if self.replay is not None else None)
+            return handoff.more.wait(self.replay_interval if self.keeper is not None else None)
         remaining = deadline - time.monotonic()
         return remaining > 0 and handoff.more.wait(remaining)
 
@@ -223,4 +219,32 @@ class Consumer:
 
     def _report_shutdown(self, lost: list[Message]) -> None:
         if lost:
-            self.lost(ClientShutdown("client shut down before the message was sent"), lost, True)
+            error = ClientShutdown("client shut down before the message was sent")
+            self.settler.lose(error, lost, True)
+
+
+def replay(
+    keeper: SpoolKeeper,
+    delivery: Delivery,
+    settler: Settler,
+    give_way: Callable[[], bool] = lambda: False,
+    batches: int | None = None,
+) -> None:
+    """Send spooled batches, one try each, while they go through and `give_way()` (live
+    messages waiting) is false; at most `batches` of them. Never raises."""
+    try:
+        while not give_way() and not delivery.abort.is_set():
+            if batches is not None:
+                if batches <= 0:
+                    break
+                batches -= 1
+            batch = keeper.claim()
+            if batch is None:
+                break
+            fate = settler.settle(batch, delivery.deliver(batch, max_retries=0))
+            if fate is Fate.KEPT:
+                break  # the collector still fails: try again later
+    except Exception:
+        logger.exception("analytics: replaying the spool failed")
+    finally:
+        settler.after_replay()

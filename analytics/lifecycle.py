@@ -1,4 +1,5 @@
-"""Process-wide hooks: drain every client at interpreter exit, reset every client after fork.
+"""Process-wide hooks: drain every running pipeline at interpreter exit, reset every client
+after fork.
 
 Installed once, when the first client is built; nothing runs at import time.
 """
@@ -16,13 +17,20 @@ from typing import Protocol
 from .log import logger
 
 
-class Managed(Protocol):
+class ForkAware(Protocol):
+    """A client: told of forks (it builds a new pipeline in the child)."""
+
+    def reset_after_fork(self) -> None: ...
+    def fork_lock(self) -> threading.Lock | None: ...
+
+
+class Drained(Protocol):
+    """A running pipeline: drained at interpreter exit."""
+
     shutdown_timeout: float
 
     def flush_soon(self) -> None: ...
     def shutdown(self, timeout: float | None = None) -> bool: ...
-    def reset_after_fork(self) -> None: ...
-    def fork_lock(self) -> threading.Lock | None: ...
 
 
 def in_uwsgi_master() -> bool:
@@ -37,12 +45,12 @@ def in_uwsgi_master() -> bool:
 
 
 _lock = threading.Lock()
-_every: weakref.WeakSet[Managed] = weakref.WeakSet()  # for fork: no reason to keep them alive
-_running: set[Managed] = set()  # started, not shut down: kept alive so exit can drain them
+_every: weakref.WeakSet[ForkAware] = weakref.WeakSet()  # no reason to keep them alive
+_running: set[Drained] = set()  # started, not shut down: kept alive so exit can drain them
 _installed = False
 
 
-def register(client: Managed) -> None:
+def register(client: ForkAware) -> None:
     global _installed
     with _lock:
         _every.add(client)
@@ -57,12 +65,12 @@ def register(client: Managed) -> None:
                 )
 
 
-def started(client: Managed) -> None:
+def started(client: Drained) -> None:
     with _lock:
         _running.add(client)
 
 
-def stopped(client: Managed) -> None:
+def stopped(client: Drained) -> None:
     with _lock:
         _running.discard(client)
 

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .log import logger
@@ -156,8 +156,9 @@ class Spool:
 
     # -- claiming and settling -------------------------------------------------------------
 
-    def claim(self, max_count: int, max_bytes: int) -> list[Row]:
-        """Claim the oldest free messages, up to a count and a byte budget."""
+    def claim(self, max_count: int, take: Callable[[bytes], object]) -> list[Row]:
+        """Claim the oldest free messages, at most `max_count`, while `take(data)` (the
+        batching rule: `Batcher.add`) accepts them; one is always claimed if any is free."""
         now = time.time()
         with self.lock:
             if now >= self._next_owner_check:  # a scan of owners: now and then, not per claim
@@ -178,10 +179,8 @@ class Spool:
                     (now - CLAIM_SECONDS, max_count),
                 ).fetchall()
                 rows: list[Row] = []
-                budget = max_bytes
                 for rid, data in found:
-                    budget -= len(data) + 1
-                    if budget < 0 and rows:
+                    if not take(data) and rows:
                         break
                     rows.append(Row(rid, data))
                 self._db.executemany(
@@ -222,10 +221,6 @@ class Spool:
                 "UPDATE spool SET owner = NULL, claimed_at = NULL WHERE id = ?",
                 [(i,) for i in ids],
             )
-
-    def count(self) -> int:
-        with self.lock:
-            return int(self._db.execute("SELECT count(*) FROM spool").fetchone()[0])
 
 
 def _marks(ids: Sequence[int]) -> str:

@@ -566,7 +566,8 @@ def _wait_startup_replay_done(client) -> None:
     (test_fork_right_after_building_a_client_with_a_spool_does_not_hang_the_child); the
     other fork tests wait for it to end. (Private attribute: there is no public signal.)"""
     assert wait_until(
-        lambda: client._consumer is not None and not client._consumer.replay_pending,
+        lambda: client._pipeline.consumer is not None
+        and client._pipeline.consumer.started.is_set(),
         timeout=5,
     ), "the start-up replay of an empty spool did not finish"
 

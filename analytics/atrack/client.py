@@ -88,9 +88,9 @@ class ATrackClient(Client):
         """The full URL a request to an A-Track path (``/init``, ``/event``...) goes to."""
         return self.host.rstrip("/") + path
 
-    def _start_process_state(self) -> None:
+    def _start_process_state(self, closed: bool = False) -> None:
         self._identity_lock = threading.Lock()  # a fresh one in a forked child too
-        super()._start_process_state()
+        super()._start_process_state(closed)
 
     def _make_sender(self) -> Sender:
         return ATrackSender(self._write_key, self.host, self.timeout, self.proxies, self.gzip)

@@ -1,0 +1,205 @@
+"""One client's delivery machinery in one process: the queue, how callers wake the consumer,
+the counters, the consumer thread, delivery, the loss rule and the spool keeper. A forked
+child builds a new one; `flush` and `shutdown` are its methods.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import lifecycle
+from .consumer import Consumer, Handoff, replay
+from .delivery import Delivery, Waits
+from .errors import ClientShutdown, QueueFull
+from .log import logger
+from .outcome import Batch, Fate, Origin, Outcome
+from .retry import backoff_waits
+from .settle import OnError, Settler
+from .spool import REPLAY_INTERVAL, Spool
+from .spooling import SpoolKeeper
+from .stats import Stats
+from .transport import Sender
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a pipeline is built from: the client's resolved options that it uses."""
+
+    max_queue_size: int
+    batch_size: int
+    flush_interval: float
+    max_retries: int
+    sync_mode: bool
+    durable: bool
+    shutdown_timeout: float
+    waits: Waits = backoff_waits
+
+
+class Pipeline:
+    def __init__(
+        self, plan: Plan, sender: Sender, on_error: OnError | None, spool: Spool | None
+    ) -> None:
+        self.plan = plan
+        self.shutdown_timeout = plan.shutdown_timeout  # what the exit-time drain reads
+        self.sender = sender
+        self.closed = False  # shut down: calls are refused
+        # uWSGI forks its workers from C, without Python's fork protocol: a thread of ours
+        # waiting for the GIL at that moment hangs the worker. Its master starts none.
+        self._thread_free = lifecycle.in_uwsgi_master()
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self.queue: queue.Queue[Any] = queue.Queue(plan.max_queue_size)
+        self._put_lock = threading.Lock()
+        self._handoff = Handoff()
+        self._high_water = plan.max_queue_size // 2
+        self.stats = Stats(spool=spool is not None)
+        self.abort = threading.Event()
+        self.spool = spool
+        self.keeper = (
+            SpoolKeeper(spool, sender.encode, plan.batch_size, plan.durable)
+            if spool is not None
+            else None
+        )
+        self.settler = Settler(self.stats, on_error, self.keeper, plan.max_queue_size)
+        self.delivery = Delivery(sender, self.stats, plan.max_retries, self.abort, plan.waits)
+        self.consumer: Consumer | None = None
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    def put(self, msg: Message, data: bytes) -> bool:
+        """Take an accepted message (and its JSON): queue it, or in sync mode send it now.
+        False if it was dropped (reported and counted)."""
+        keeper = self.keeper
+        if keeper is not None and self.plan.durable:
+            keeper.write_ahead(msg, data)
+        if self.plan.sync_mode or (self.consumer is None and not self.start()):
+            return self._send_now(msg, data)
+        with self._put_lock:  # so that `queued` counts every put, and nothing else
+            try:
+                self.queue.put(msg, False)
+            except queue.Full:
+                full = True
+            else:
+                full = False
+                self.stats.queued += 1
+        if full:  # with a spool, the message waits there: accepted all the same
+            fate = self.settler.lose(QueueFull("queue is full; message dropped"), [msg], False)
+            return fate is Fate.KEPT
+        handoff = self._handoff
+        waiting = self.stats.queued - handoff.taken  # may count one taken a moment ago
+        if waiting >= handoff.want:
+            handoff.ring()
+        if waiting > self._high_water:
+            # Backed up: give the consumer the GIL for a moment, so that a burst of calls
+            # does not starve it and overflow the queue. Costs callers only under overload.
+            # (os.sched_yield is not enough: this thread takes the GIL back before the
+            # consumer has woken up to take it.)
+            time.sleep(0)
+        return True
+
+    def _send_now(self, msg: Message, data: bytes) -> bool:
+        """Sync mode: the caller's thread sends the message, with the same policy."""
+        with self._sync_lock:
+            batch = Batch([data], [msg], Origin.CALL)
+            fate = self.settler.settle(batch, self.delivery.deliver(batch))
+            if fate is Fate.DELIVERED and self.keeper is not None:  # it answers: catch up
+                replay(self.keeper, self.delivery, self.settler, batches=1)
+        return fate is not Fate.DROPPED  # kept in the spool: not sent, but not lost
+
+    def start(self, now: bool = False) -> bool:
+        """Start the thread on first use, so a pre-fork master stays thread-free.
+        In a uWSGI master, only when `now` (a flush): until then messages wait in the queue.
+        False if no thread can be started."""
+        if self._thread_free and not now:
+            return True
+        with self._lock:
+            if self.consumer is None:
+                consumer = Consumer(
+                    self.queue,
+                    self.sender.encode,
+                    self._handoff,
+                    self.delivery,
+                    self.settler,
+                    self.plan.batch_size,
+                    self.plan.flush_interval,
+                    self.keeper,
+                    REPLAY_INTERVAL,
+                )
+                try:
+                    consumer.start()
+                except RuntimeError:  # interpreter shutting down: send in the caller instead
+                    logger.debug("cannot start the consumer thread; sending synchronously")
+                    return False
+                self.consumer = consumer
+                lifecycle.started(self)
+        return True
+
+    # -- flush and shutdown ----------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued so far is settled; False if `timeout` ran out."""
+        target = self.stats.queued
+        if self.stats.settled >= target:
+            return True
+        if self.consumer is None and not self.start(now=True):
+            return False  # no thread can be started (interpreter shutting down)
+        consumer = self.consumer
+        assert consumer is not None
+        if consumer.is_current():  # from on_error: waiting here would wait on ourselves
+            return False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        consumer.nudge(timeout)
+        remaining = None if deadline is None else deadline - time.monotonic()
+        return self.stats.wait_settled(target, remaining)
+
+    def flush_soon(self) -> None:
+        """Ask the consumer to send its partial batch now, without waiting."""
+        consumer = self.consumer
+        if consumer is not None:
+            consumer.nudge(0)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush, stop the consumer, and close what this process holds open. What is
+        still undelivered when the time runs out is settled as lost to the shutdown."""
+        self.closed = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = self.flush(timeout)
+        consumer = self.consumer
+        if consumer is None or consumer.is_current():
+            lifecycle.stopped(self)
+            return ok
+        if not ok:
+            self.abort.set()  # cut retry waits short; what is left is reported as lost
+        consumer.stop()
+        # Past the deadline, only a moment for the thread to see the stop marker.
+        remaining = 10.0 if deadline is None else max(deadline - time.monotonic(), 0.05)
+        consumer.thread.join(remaining)
+        if not consumer.alive():
+            consumer.drain_lost()
+            self.sender.close()
+            if self.keeper is not None:
+                self.keeper.close()
+            if self.spool is not None:
+                self.spool.close()
+        else:  # stuck in a request: settle what waits, and the batch in flight, from here
+            self.abort.set()
+            consumer.drain_queue_lost()
+            inflight = self.delivery.abandon()
+            if inflight is not None:
+                error = ClientShutdown("client shut down while sending the batch")
+                self.settler.settle(inflight, Outcome(error))
+        lifecycle.stopped(self)
+        return ok
+
+    def retire(self) -> None:
+        """Refuse calls; the consumer delivers what it holds, then ends. Does not wait."""
+        self.closed = True
+        consumer = self.consumer
+        if consumer is not None:
+            consumer.stop()
