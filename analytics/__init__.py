@@ -25,8 +25,8 @@ from .errors import (
     RetriesExhausted,
     ValidationError,
 )
+from .segment import DEFAULT_HOST
 from .serverless import flush_after
-from .transport import DEFAULT_HOST
 from .version import LIBRARY_NAME, VERSION
 
 __version__ = VERSION

@@ -19,7 +19,7 @@ from .client import Client, Result
 from .collector.validate import MESSAGE_TYPES, check
 from .errors import APIError, QueueFull, RetriesExhausted, ValidationError
 from .log import logger
-from .transport import DEFAULT_HOST
+from .segment import DEFAULT_HOST
 
 EXIT_OK = 0
 EXIT_NOT_DELIVERED = 1

@@ -7,7 +7,6 @@ Thread start, fork recovery and error reporting live off that path.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import queue
@@ -16,7 +15,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from . import lifecycle, messages
+from . import lifecycle, messages, protocols
 from . import spool as spool_lib
 from .batch import MAX_MESSAGE_BYTES
 from .errors import (
@@ -28,7 +27,7 @@ from .errors import (
 from .ids import Id
 from .log import logger
 from .pipeline import Pipeline, Plan
-from .transport import DEFAULT_HOST, Sender, Transport
+from .protocols import Sender
 
 Message = dict[str, Any]
 Result = tuple[bool, Message]
@@ -54,18 +53,14 @@ def _pick(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> 
 class Client:
     """A client for one source (write key): its own queue, consumer thread and session."""
 
-    # The six message builders (the `messages` module); a protocol may wrap them.
-    _build: Any = messages
+    # The id of a call that gives none (nor does its scope): a protocol's client may know
+    # the current user (A-Track's does).
+    _fallback_id: Callable[[], str | None] | None = None
 
     def __new__(cls, *args: Any, protocol: str = "segment", **kwargs: Any) -> Client:
-        if cls is Client and protocol != "segment":
-            if protocol == "atrack":
-                # Imported here: only users of A-Track pay for it.
-                atrack = importlib.import_module(".atrack", __package__)
-                subclass: type[Client] = atrack.ATrackClient
-                return super().__new__(subclass)
-            raise ValidationError(f"unknown protocol {protocol!r}: 'segment' or 'atrack'")
-        return super().__new__(cls)
+        # A protocol with helpers of its own (A-Track's identity) names its Client subclass.
+        kind = protocols.client_class(protocols.load(protocol)) if cls is Client else None
+        return super().__new__(kind if kind is not None else cls)
 
     def __init__(
         self,
@@ -95,12 +90,14 @@ class Client:
         spool_max_bytes: int = spool_lib.DEFAULT_MAX_BYTES,
         fsync: bool = False,
     ) -> None:
+        self.protocol = protocols.load(protocol)
         send_stub = None if send is None else not send
         self.stub: bool = bool(_pick("stub", stub, "send", send_stub, False))
         if not self.stub and (not isinstance(write_key, str) or not write_key):
-            raise ValidationError("write_key is required (a non-empty str) unless stub=True")
+            key = self.protocol.key_name
+            raise ValidationError(f"{key} is required (a non-empty str) unless stub=True")
         if host is None:
-            host = DEFAULT_HOST
+            host = self._default_host()
         if not isinstance(host, str) or not host.startswith(("http://", "https://")):
             raise ValidationError(f"host must be an http(s) URL, not {host!r}")
         if on_error is not None and not callable(on_error):
@@ -166,8 +163,22 @@ class Client:
         self._pipeline.closed = closed
 
     def _make_sender(self) -> Sender:
-        """The wire protocol: Segment's batch API here; other protocols override this."""
-        return Transport(self._write_key, self.host, self.timeout, self.proxies, self.gzip)
+        key, host = self._write_key, self.host
+        return self.protocol.make_sender(key, host, self.timeout, self.proxies, self.gzip)
+
+    def _default_host(self) -> str:
+        """The host when none is given: the protocol's (A-Track's depends on its geo)."""
+        return self.protocol.default_host
+
+    @property
+    def batch_size(self) -> int:
+        """Messages per request at most (never above the protocol's limit)."""
+        limit = self.protocol.batch_limit
+        return self._batch_size if limit is None else min(self._batch_size, limit)
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self._batch_size = value
 
     def __repr__(self) -> str:
         mode = "stub" if self.stub else "sync" if self.sync_mode else "queue"
@@ -215,9 +226,9 @@ class Client:
     ) -> Result:
         """Record an action the user did."""
         return self._enqueue(
-            self._build.track(
+            messages.track(
                 user_id, event, properties, context, timestamp, anonymous_id, integrations,
-                message_id,
+                message_id, self._fallback_id,
             )
         )  # fmt: skip
 
@@ -233,9 +244,16 @@ class Client:
     ) -> Result:
         """Tie a user to their traits."""
         return self._enqueue(
-            self._build.identify(
-                user_id, traits, context, timestamp, anonymous_id, integrations, message_id
-            )
+            messages.identify(
+                user_id,
+                traits,
+                context,
+                timestamp,
+                anonymous_id,
+                integrations,
+                message_id,
+                self._fallback_id,
+            )  # fmt: skip
         )
 
     def page(
@@ -252,9 +270,9 @@ class Client:
     ) -> Result:
         """Record a page view."""
         return self._enqueue(
-            self._build.page(
+            messages.page(
                 user_id, category, name, properties, context, timestamp, anonymous_id,
-                integrations, message_id,
+                integrations, message_id, self._fallback_id,
             )
         )  # fmt: skip
 
@@ -272,9 +290,9 @@ class Client:
     ) -> Result:
         """Record a screen view in an app."""
         return self._enqueue(
-            self._build.screen(
+            messages.screen(
                 user_id, category, name, properties, context, timestamp, anonymous_id,
-                integrations, message_id,
+                integrations, message_id, self._fallback_id,
             )
         )  # fmt: skip
 
@@ -291,9 +309,9 @@ class Client:
     ) -> Result:
         """Tie a user to a group (an account, a company)."""
         return self._enqueue(
-            self._build.group(
+            messages.group(
                 user_id, group_id, traits, context, timestamp, anonymous_id, integrations,
-                message_id,
+                message_id, self._fallback_id,
             )
         )  # fmt: skip
 
@@ -307,8 +325,11 @@ class Client:
         message_id: Id | None = None,
     ) -> Result:
         """Merge one identity into another."""
+        if "alias" in self.protocol.refuses:
+            name = self.protocol.name
+            raise ValidationError(f"the {name} protocol has no alias; nothing was sent")
         return self._enqueue(
-            self._build.alias(previous_id, user_id, context, timestamp, integrations, message_id)
+            messages.alias(previous_id, user_id, context, timestamp, integrations, message_id)
         )
 
     # -- the hot path ----------------------------------------------------------------------

@@ -14,9 +14,9 @@ from typing import Callable
 from .errors import APIError, ClientShutdown, DeliveryError, RetriesExhausted
 from .log import logger
 from .outcome import DELIVERED, TAKEN, Batch, Outcome
+from .protocols import Sender
 from .retry import backoff_waits, is_retryable
 from .stats import Stats
-from .transport import Sender
 
 Waits = Callable[[], Iterator[float]]  # the backoff policy: a fresh series of waits per batch
 

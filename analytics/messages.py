@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from dateutil.parser import isoparse
 
@@ -24,6 +24,8 @@ from .version import LIBRARY_NAME, VERSION
 
 Timestamp = Union[dt.datetime, dt.date, str]
 Message = dict[str, Any]
+# The id of a call that gives none, nor does its scope (a protocol's current user).
+Fallback = Callable[[], Union[str, None]]
 
 _UTC = dt.timezone.utc
 
@@ -157,11 +159,15 @@ def _common(
     }
 
 
-def _identified(kind: str, user_id: Any, anonymous_id: Any, common: Message) -> Message:
+def _identified(
+    kind: str, user_id: Any, anonymous_id: Any, common: Message, fallback: Fallback | None
+) -> Message:
     uid = id_or_none("user_id", user_id)
     aid = id_or_none("anonymous_id", anonymous_id)
     if uid is None and aid is None and (scope := current_scope()) is not None:
         uid, aid = scope.user_id, scope.anonymous_id
+    if uid is None and aid is None and fallback is not None:
+        uid = fallback()
     if uid is None and aid is None:
         raise ValidationError(f"{kind} needs a user_id or an anonymous_id")
     if uid is not None:
@@ -180,6 +186,7 @@ def track(
     anonymous_id: Any = None,
     integrations: Any = None,
     message_id: Any = None,
+    fallback: Fallback | None = None,
 ) -> Message:
     if not isinstance(event, str) or not event:
         raise ValidationError("track needs an event name (a non-empty str)")
@@ -188,6 +195,7 @@ def track(
         user_id,
         anonymous_id,
         _common("track", context, timestamp, integrations, message_id),
+        fallback,
     )
     msg["event"] = event
     msg["properties"] = _optional("properties", properties)
@@ -202,12 +210,14 @@ def identify(
     anonymous_id: Any = None,
     integrations: Any = None,
     message_id: Any = None,
+    fallback: Fallback | None = None,
 ) -> Message:
     msg = _identified(
         "identify",
         user_id,
         anonymous_id,
         _common("identify", context, timestamp, integrations, message_id),
+        fallback,
     )
     msg["traits"] = _optional("traits", traits)
     return msg
@@ -224,9 +234,14 @@ def _screen_or_page(
     anonymous_id: Any,
     integrations: Any,
     message_id: Any,
+    fallback: Fallback | None,
 ) -> Message:
     msg = _identified(
-        kind, user_id, anonymous_id, _common(kind, context, timestamp, integrations, message_id)
+        kind,
+        user_id,
+        anonymous_id,
+        _common(kind, context, timestamp, integrations, message_id),
+        fallback,
     )
     for key, value in (("name", name), ("category", category)):
         if value is not None:
@@ -245,10 +260,11 @@ def page(
     anonymous_id: Any = None,
     integrations: Any = None,
     message_id: Any = None,
+    fallback: Fallback | None = None,
 ) -> Message:
     return _screen_or_page(
         "page", user_id, category, name, properties, context, timestamp, anonymous_id,
-        integrations, message_id,
+        integrations, message_id, fallback,
     )  # fmt: skip
 
 
@@ -262,10 +278,11 @@ def screen(
     anonymous_id: Any = None,
     integrations: Any = None,
     message_id: Any = None,
+    fallback: Fallback | None = None,
 ) -> Message:
     return _screen_or_page(
         "screen", user_id, category, name, properties, context, timestamp, anonymous_id,
-        integrations, message_id,
+        integrations, message_id, fallback,
     )  # fmt: skip
 
 
@@ -278,6 +295,7 @@ def group(
     anonymous_id: Any = None,
     integrations: Any = None,
     message_id: Any = None,
+    fallback: Fallback | None = None,
 ) -> Message:
     gid = id_or_none("group_id", group_id)
     if gid is None:
@@ -287,6 +305,7 @@ def group(
         user_id,
         anonymous_id,
         _common("group", context, timestamp, integrations, message_id),
+        fallback,
     )
     msg["groupId"] = gid
     msg["traits"] = _optional("traits", traits)

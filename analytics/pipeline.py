@@ -17,12 +17,12 @@ from .delivery import Delivery, Waits
 from .errors import ClientShutdown, QueueFull
 from .log import logger
 from .outcome import Batch, Fate, Origin, Outcome
+from .protocols import Sender
 from .retry import backoff_waits
 from .settle import OnError, Settler
 from .spool import REPLAY_INTERVAL, Spool
 from .spooling import SpoolKeeper
 from .stats import Stats
-from .transport import Sender
 
 Message = dict[str, Any]
 

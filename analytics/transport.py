@@ -1,55 +1,22 @@
-"""HTTP to a Segment-compatible collector: one POST of one batch, never raising.
-
-Holds a kept-alive `requests.Session`, the auth and User-Agent headers, gzip and proxies.
-It knows nothing of retries: it reports what happened and `retry.py` decides.
-`Sender` is the seam the rest of the library sees, so other protocols can plug in.
+"""HTTP for every protocol's sender: one POST over a kept-alive `requests.Session`, never
+raising. Holds the headers, gzip and proxies, and scrubs secrets from what it reports.
+It knows nothing of retries: it says what happened (a `Reply`) and `retry.py` decides.
 """
 
 from __future__ import annotations
 
-import base64
 import gzip as gzip_lib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 import requests
 
-from . import batch as batching
-from .encode import encode
+from .protocols import Reply
 from .retry import parse_retry_after
 from .version import LIBRARY_NAME, VERSION
 
-DEFAULT_HOST = "https://api.segment.io"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one request came to: a status, or an error with no status."""
-
-    status: int | None
-    retry_after: float | None = None
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status <= 299
-
-
-class Sender(Protocol):
-    """A wire protocol: encodes one message on the caller's thread (raising
-    ValidationError for what the protocol cannot carry), and sends encoded messages in
-    one request, saying what came of it."""
-
-    def encode(self, message: dict[str, Any]) -> bytes: ...
-
-    def send(self, items: Sequence[bytes]) -> Outcome: ...
-
-    def close(self) -> None: ...
-
 
 class HttpPoster:
-    """POSTs bodies over one kept-alive `requests.Session`; every failure is an Outcome.
+    """POSTs bodies over one kept-alive `requests.Session`; every failure is an Reply.
 
     The environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE...) is read once, here, not
     on every request: that lookup was a tenth of the library's CPU per message.
@@ -59,10 +26,10 @@ class HttpPoster:
         self,
         base_url: str,
         headers: dict[str, str],
-        secrets: Sequence[str] = (),
-        timeout: float = 15,
-        proxies: dict[str, str] | None = None,
-        gzip: bool = False,
+        secrets: Sequence[str],
+        timeout: float,
+        proxies: dict[str, str] | None,
+        gzip: bool,
     ) -> None:
         self.timeout = timeout
         self.gzip = gzip
@@ -83,8 +50,8 @@ class HttpPoster:
         # A prepared request per URL; each post copies it and swaps the body in.
         self._templates: dict[str, requests.PreparedRequest] = {}
 
-    def post(self, url: str, body: bytes) -> Outcome:
-        """Send one body; any failure comes back as an Outcome, never as an exception."""
+    def post(self, url: str, body: bytes) -> Reply:
+        """Send one body; any failure comes back as an Reply, never as an exception."""
         template = self._templates.get(url)
         if template is None:
             template = requests.Request("POST", url, headers=self._headers).prepare()
@@ -101,14 +68,14 @@ class HttpPoster:
                 cert=self._cert,
             )
         except Exception as exc:  # requests' errors, or a broken adapter or proxy setting
-            return Outcome(None, detail=self.scrub(f"{type(exc).__name__}: {exc}"))
+            return Reply(None, detail=self.scrub(f"{type(exc).__name__}: {exc}"))
         try:
             status = resp.status_code
             retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             detail = "" if 200 <= status <= 299 else self.scrub(resp.text[:200])
         finally:
             resp.close()
-        return Outcome(status, retry_after, detail)
+        return Reply(status, retry_after, detail)
 
     def scrub(self, text: str) -> str:
         """No error text ever carries a secret, even if a server echoes it."""
@@ -118,39 +85,3 @@ class HttpPoster:
 
     def close(self) -> None:
         self._session.close()
-
-
-class Transport:
-    """Posts batches of Segment-spec messages to `{host}/v1/batch`."""
-
-    def __init__(
-        self,
-        write_key: str,
-        host: str = DEFAULT_HOST,
-        timeout: float = 15,
-        proxies: dict[str, str] | None = None,
-        gzip: bool = False,
-    ) -> None:
-        self.url = host.rstrip("/") + "/v1/batch"
-        self.gzip = gzip
-        token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
-        self._http = HttpPoster(
-            self.url,
-            {"Authorization": f"Basic {token}"},
-            (write_key, token),
-            timeout,
-            proxies,
-            gzip,
-        )
-
-    def __repr__(self) -> str:
-        return f"<Transport url={self.url!r} gzip={self.gzip}>"
-
-    encode = staticmethod(encode)
-
-    def send(self, items: Sequence[bytes]) -> Outcome:
-        """Send encoded messages as one batch, `sentAt` now."""
-        return self._http.post(self.url, batching.body(items))
-
-    def close(self) -> None:
-        self._http.close()

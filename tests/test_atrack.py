@@ -463,7 +463,7 @@ def test_file_storage_is_safe_to_read_from_another_process(tmp_path: Any) -> Non
 
 
 def test_sender_refuses_more_than_one_message_per_request() -> None:
-    sender = ATrackSender(KEY, "http://127.0.0.1:9")
+    sender = ATrackSender(KEY, "http://127.0.0.1:9", 5, None, False)
     try:
         outcome = sender.send([b"/event\n{}", b"/event\n{}"])
         assert outcome.status == 400 and not outcome.ok and "one message" in outcome.detail

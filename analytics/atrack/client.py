@@ -1,27 +1,24 @@
 """`ATrackClient`: the library's `Client` speaking A-Track, plus A-Track's identity helpers.
 
 Everything about queueing, delivery, retries, flush, shutdown, fork and stats is the core
-`Client`'s; this class picks the host (geo), pins one message per request, fills a missing
-id from the current user, and adds `init`, `get_user`, `set_attributes` and `clear_user`.
+`Client`'s, and the wire is the protocol value `wire.ATRACK`; this class picks the host
+(geo), gives the current user's uuid to a call without an id, and adds `init`, `get_user`,
+`set_attributes` and `clear_user`.
 """
 
 from __future__ import annotations
 
-import inspect
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .. import messages
 from ..client import Client, Message, Result
 from ..context import current_scope, deep_merge
 from ..errors import ValidationError
 from ..ids import Id, id_or_none, now_iso8601, uuid4
-from ..transport import Sender
 from .storage import MemoryStorage, User, UserStorage
-from .wire import ATrackSender, host_for
-
-_CLIENT_INIT = inspect.signature(Client.__init__)
+from .wire import host_for
 
 
 def _mapping(name: str, value: Any) -> dict[str, Any]:
@@ -36,9 +33,9 @@ class ATrackClient(Client):
     """A client for one A-Track project (public key). Build it with
     ``analytics.Client(key, protocol="atrack", geo=..., storage=...)`` or directly.
 
-    Takes every option of `Client`; `batch_size`/`upload_size` are ignored (A-Track has no
-    batch endpoint: one message per request). `geo` picks ``https://<geo>.api.a-track.io``;
-    `host` overrides it. `storage` keeps the current user (default: `MemoryStorage`).
+    Takes every option of `Client`; its batch size is always 1 (the protocol's limit: no
+    batch endpoint). `geo` picks ``https://<geo>.api.a-track.io``; `host` overrides it.
+    `storage` keeps the current user (default: `MemoryStorage`).
     """
 
     def __init__(
@@ -53,47 +50,31 @@ class ATrackClient(Client):
             if public_key is not None:
                 raise ValidationError("give public_key or write_key, not both")
             public_key = kwargs.pop("write_key")
-        options = dict(_CLIENT_INIT.bind(self, public_key, *args, **kwargs).arguments)
-        del options["self"]
-        if options.pop("protocol", "atrack") != "atrack":
+        if kwargs.setdefault("protocol", "atrack") != "atrack":
             raise ValidationError("ATrackClient speaks only protocol='atrack'")
-        base = host_for(geo)  # validated even when host overrides it
-        if options.get("host") is None:
-            options["host"] = base
-        options.pop("upload_size", None)
-        options["batch_size"] = 1
-        stub, send = options.get("stub"), options.get("send")
-        is_stub = bool(stub) if stub is not None else send is not None and not send
-        if not is_stub and (not isinstance(public_key, str) or not public_key):
-            raise ValidationError("public_key is required (a non-empty str) unless stub=True")
+        self._geo_host = host_for(geo)  # validated even when host overrides it
         if storage is None:
             storage = MemoryStorage()
         elif not isinstance(storage, UserStorage):
             raise ValidationError("storage must have get(), set(user) and clear()")
         self.geo = geo
         self.storage: UserStorage = storage
-        self._build = _Builders(self)
-        super().__init__(**options, protocol="atrack")
+        self._identity_lock = threading.Lock()
+        self._fallback_id = self._stored_uuid  # a call without an id: the current user
+        super().__init__(public_key, *args, **kwargs)
 
-    @property
-    def batch_size(self) -> int:
-        """Always 1: A-Track takes one message per request."""
-        return 1
-
-    @batch_size.setter
-    def batch_size(self, value: int) -> None:
-        """Ignored: A-Track has no batch endpoint."""
+    def _default_host(self) -> str:
+        return self._geo_host
 
     def url_for(self, path: str) -> str:
         """The full URL a request to an A-Track path (``/init``, ``/event``...) goes to."""
         return self.host.rstrip("/") + path
 
-    def _start_process_state(self, closed: bool = False) -> None:
-        self._identity_lock = threading.Lock()  # a fresh one in a forked child too
-        super()._start_process_state(closed)
-
-    def _make_sender(self) -> Sender:
-        return ATrackSender(self._write_key, self.host, self.timeout, self.proxies, self.gzip)
+    def reset_after_fork(self) -> None:
+        """In a forked child: also a fresh identity lock (another thread may have held it)."""
+        if self._pid != os.getpid():
+            self._identity_lock = threading.Lock()
+        super().reset_after_fork()
 
     def __repr__(self) -> str:
         mode = "stub" if self.stub else "sync" if self.sync_mode else "queue"
@@ -117,14 +98,6 @@ class ATrackClient(Client):
         user = self.storage.get()
         uid = None if user is None else user.get("uuid")
         return uid if isinstance(uid, str) and uid else None
-
-    def _fill(self, user_id: Any, anonymous_id: Any) -> Any:
-        """`user_id` for a call: the current user's uuid when neither the call nor the
-        scope gives an id (the builder still validates and applies what is given)."""
-        if self._given_id(user_id, anonymous_id) is not None:
-            return user_id
-        stored = self._stored_uuid()
-        return user_id if stored is None else stored
 
     def init(
         self,
@@ -199,29 +172,3 @@ class ATrackClient(Client):
             "attributes": attrs,
         }
         return self._enqueue(msg)
-
-
-class _Builders:
-    """The core's message builders, with the current user's uuid as the id of a call that
-    gives none (nor does its scope), and no alias."""
-
-    def __init__(self, client: ATrackClient) -> None:
-        self._client = client
-
-    def track(self, user_id: Any, *args: Any) -> messages.Message:
-        return messages.track(self._client._fill(user_id, args[4]), *args)
-
-    def identify(self, user_id: Any, *args: Any) -> messages.Message:
-        return messages.identify(self._client._fill(user_id, args[3]), *args)
-
-    def page(self, user_id: Any, *args: Any) -> messages.Message:
-        return messages.page(self._client._fill(user_id, args[5]), *args)
-
-    def screen(self, user_id: Any, *args: Any) -> messages.Message:
-        return messages.screen(self._client._fill(user_id, args[5]), *args)
-
-    def group(self, user_id: Any, *args: Any) -> messages.Message:
-        return messages.group(self._client._fill(user_id, args[4]), *args)
-
-    def alias(self, *args: Any) -> messages.Message:
-        raise ValidationError("the A-Track protocol has no alias; nothing was sent")

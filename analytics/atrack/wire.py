@@ -16,7 +16,8 @@ from dateutil.parser import isoparse
 
 from ..encode import encode as encode_json
 from ..errors import ValidationError
-from ..transport import HttpPoster, Outcome
+from ..protocols import Reply, WireProtocol
+from ..transport import HttpPoster
 from ..version import VERSION
 
 DEFAULT_HOST = "https://api.a-track.io"
@@ -131,10 +132,10 @@ class ATrackSender:
     def __init__(
         self,
         public_key: str,
-        host: str = DEFAULT_HOST,
-        timeout: float = 15,
-        proxies: dict[str, str] | None = None,
-        gzip: bool = False,
+        host: str,
+        timeout: float,
+        proxies: dict[str, str] | None,
+        gzip: bool,
     ) -> None:
         self.base_url = host.rstrip("/")
         self.gzip = gzip
@@ -154,13 +155,24 @@ class ATrackSender:
         path, body = payload(message)
         return path.encode("ascii") + _SEP + encode_json(body)
 
-    def send(self, items: Sequence[bytes]) -> Outcome:
-        """Post the one encoded message; any failure comes back as an Outcome."""
-        if len(items) != 1:  # ATrackClient pins batch_size to 1; refuse, never half-send
-            return Outcome(400, detail=f"A-Track takes one message per request, not {len(items)}")
+    def send(self, items: Sequence[bytes]) -> Reply:
+        """Post the one encoded message; any failure comes back as a Reply."""
+        if len(items) != 1:  # the protocol's batch limit is 1; refuse, never half-send
+            return Reply(400, detail=f"A-Track takes one message per request, not {len(items)}")
         path, _, body = items[0].partition(_SEP)
         return self._http.post(self.url_for(path.decode("ascii")), body)
 
     def close(self) -> None:
         """Close the HTTP session."""
         self._http.close()
+
+
+ATRACK = WireProtocol(
+    "atrack",
+    DEFAULT_HOST,
+    ATrackSender,
+    batch_limit=1,  # no batch endpoint: one message per request
+    refuses=frozenset({"alias"}),
+    key_name="public_key",
+    client="analytics.atrack.client:ATrackClient",
+)
