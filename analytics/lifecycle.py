@@ -29,6 +29,7 @@ class Drained(Protocol):
 
     shutdown_timeout: float
 
+    def flush(self, timeout: float | None = None) -> bool: ...
     def flush_soon(self) -> None: ...
     def shutdown(self, timeout: float | None = None) -> bool: ...
 
@@ -73,6 +74,18 @@ def started(client: Drained) -> None:
 def stopped(client: Drained) -> None:
     with _lock:
         _running.discard(client)
+
+
+def flush_all(timeout: float | None) -> bool:
+    """Flush every running pipeline within one shared `timeout`; False if it ran out."""
+    with _lock:
+        pipelines = list(_running)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ok = True
+    for pipeline in pipelines:
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        ok = pipeline.flush(remaining) and ok
+    return ok
 
 
 def drain_all() -> None:

@@ -7,6 +7,7 @@ import functools
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 
+from . import lifecycle
 from .log import logger
 
 if TYPE_CHECKING:
@@ -28,18 +29,14 @@ def flush_after(
 def flush_after(
     func: F | None = None, *, timeout: float | None = 2.0, client: Client | None = None
 ) -> F | Callable[[F], F]:
-    """Run the handler, then flush (`client`, else the module facade) for at most `timeout`
-    seconds, whether the handler returned or raised. Use as `@flush_after` or
+    """Run the handler, then flush (`client`, else every client of the process) for at most
+    `timeout` seconds, whether the handler returned or raised. Use as `@flush_after` or
     `@flush_after(timeout=1)`, on a sync or an async function. A flush never raises here."""
 
     def flush() -> None:
         try:
-            if client is not None:
-                done = client.flush(timeout)
-            else:
-                import analytics
-
-                done = analytics.flush(timeout)
+            # Without a client: every client of the process, the module's and the user's.
+            done = client.flush(timeout) if client is not None else lifecycle.flush_all(timeout)
             if not done:
                 logger.warning("analytics: flush_after ran out of time (%ss)", timeout)
         except Exception:
