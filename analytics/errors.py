@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class AnalyticsError(Exception):
     """Base of every error of this library."""
@@ -12,9 +14,10 @@ class ValidationError(AnalyticsError, ValueError):
 
 
 class DeliveryError(AnalyticsError):
-    """A message will not be delivered. Passed to `on_error`, never raised at a call."""
+    """A message will not be delivered. Passed to `on_error`, never raised at a call.
+    Each subclass names its `reason`: its key in `stats()["dropped_by_reason"]`."""
 
-    reason = "error"
+    reason: ClassVar[str]
 
 
 class QueueFull(DeliveryError):

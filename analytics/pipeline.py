@@ -89,7 +89,8 @@ class Pipeline:
                 full = False
                 self.stats.queued += 1
         if full:  # with a spool, the message waits there: accepted all the same
-            fate = self.settler.lose(QueueFull("queue is full; message dropped"), [msg], False)
+            error = QueueFull("queue is full; message dropped")
+            fate = self.settler.lose(error, [msg], False, [data])
             return fate is Fate.KEPT
         handoff = self._handoff
         waiting = self.stats.queued - handoff.taken  # may count one taken a moment ago

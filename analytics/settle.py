@@ -49,16 +49,23 @@ class Settler:
                 self.keeper.settled(batch.messages)
             self.stats.add_delivered(len(batch.items), batch.queued)
             return Fate.DELIVERED
-        return self.lose(outcome.error, batch.messages, batch.queued)
+        return self.lose(outcome.error, batch.messages, batch.queued, batch.items)
 
-    def lose(self, error: DeliveryError, messages: Sequence[Message], queued: bool) -> Fate:
+    def lose(
+        self,
+        error: DeliveryError,
+        messages: Sequence[Message],
+        queued: bool,
+        items: Sequence[bytes] | None = None,
+    ) -> Fate:
         """Messages that will not be delivered now: kept in the spool if the reason passes
-        and there is one, else reported. `queued`: they were counted in `queued`."""
+        and there is one, else reported. `queued`: they were counted in `queued`; `items`:
+        their encoded form, when the caller has it (so they are not encoded again)."""
         keeper = self.keeper
         if keeper is not None:
-            if error.reason in PASSING and keeper.keep(messages):
+            if error.reason in PASSING and keeper.keep(messages, items):
+                self._report_evicted()  # before the count that a flush waits on
                 self.stats.add_spooled(len(messages), queued)
-                self._report_evicted()
                 return Fate.KEPT
             keeper.settled(messages)
         self.report(error, messages, queued)

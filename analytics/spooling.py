@@ -57,10 +57,13 @@ class SpoolKeeper:
             except OSError:
                 logger.exception("analytics: the journal could not be updated")
 
-    def keep(self, batch: Sequence[Message]) -> bool:
-        """Keep messages for a later replay. False if the spool failed (report them then)."""
+    def keep(self, batch: Sequence[Message], items: Sequence[bytes] | None = None) -> bool:
+        """Keep messages (and their encoded `items`, if known) for a later replay. False if
+        the spool failed (report them then)."""
+        if items is None:
+            items = [self.encode(m) for m in batch]
         try:
-            self._add([(m["messageId"], self.encode(m)) for m in batch])
+            self._add([(m["messageId"], data) for m, data in zip(batch, items)])
         except sqlite3.Error:
             logger.exception("analytics: the spool write failed")
             return False
