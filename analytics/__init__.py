@@ -12,7 +12,7 @@ import time
 import types
 from typing import Any, Callable
 
-from .batch import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, Batcher
+from .batch import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, Batcher, Fit
 from .client import Client
 from .context import context_from_request, current_scope, scope
 from .errors import (
@@ -38,6 +38,7 @@ __all__ = [
     "Client",
     "ClientShutdown",
     "DeliveryError",
+    "Fit",
     "LIBRARY_NAME",
     "MAX_BATCH_BYTES",
     "MAX_MESSAGE_BYTES",
