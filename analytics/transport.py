@@ -17,10 +17,11 @@ import requests
 
 from . import batch as batching
 from .encode import encode
+from .options import DEFAULTS
 from .retry import parse_retry_after
 from .version import LIBRARY_NAME, VERSION
 
-DEFAULT_HOST = "https://api.segment.io"
+DEFAULT_HOST = DEFAULTS.host
 
 
 @dataclass(frozen=True)
