@@ -25,14 +25,17 @@ T = TypeVar("T")
 # -- the checks ----------------------------------------------------------------------------
 
 
-def _bool(label: str, value: Any) -> bool:
-    # Strict: "false" and 0 would silently mean True or False where they are meant otherwise.
+def boolean(label: str, value: Any) -> bool:
+    """True or False, nothing else."""
+    # Strict: "false" from a config file would otherwise silently mean True.
     if not isinstance(value, bool):
         raise OptionError(label, f"{label} must be True or False, not {value!r}")
     return value
 
 
-def _int(minimum: int) -> Check:
+def integer(minimum: int) -> Check:
+    """The check of an int (not a bool) of at least `minimum`."""
+
     def check(label: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise OptionError(label, f"{label} must be an int >= {minimum}, not {value!r}")
@@ -41,7 +44,9 @@ def _int(minimum: int) -> Check:
     return check
 
 
-def _number(minimum: float) -> Check:
+def number(minimum: float) -> Check:
+    """The check of an int or float (not a bool) of at least `minimum`."""
+
     def check(label: str, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
             raise OptionError(label, f"{label} must be a number >= {minimum}, not {value!r}")
@@ -141,15 +146,15 @@ class Settings:
         None, _write_key, "the source's write key; required unless stub", secret=True
     )
     host: str = _option("https://api.segment.io", _host, "collector base URL", none_is_unset=True)
-    debug: bool = _option(False, _bool, "set the analytics logger to DEBUG")
-    max_queue_size: int = _option(10000, _int(1), "messages waiting in memory at most")
+    debug: bool = _option(False, boolean, "set the analytics logger to DEBUG")
+    max_queue_size: int = _option(10000, integer(1), "messages waiting in memory at most")
     on_error: OnError | None = _option(
         None, _on_error, "on_error(error, batch) for every message that will not be delivered"
     )
-    gzip: bool = _option(False, _bool, "gzip request bodies")
-    max_retries: int = _option(10, _int(0), "retries of a batch after the first try")
-    sync_mode: bool = _option(False, _bool, "every call posts in the caller's thread")
-    timeout: float = _option(15, _number(0.001), "seconds per HTTP request")
+    gzip: bool = _option(False, boolean, "gzip request bodies")
+    max_retries: int = _option(10, integer(0), "retries of a batch after the first try")
+    sync_mode: bool = _option(False, boolean, "every call posts in the caller's thread")
+    timeout: float = _option(15, number(0.001), "seconds per HTTP request")
     proxies: dict[str, str] | None = _option(None, _proxies, "proxies, as requests takes them")
     thread: int = _option(
         1, _anything, "Segment's; ignored: one consumer thread per client", client_only=True
@@ -158,24 +163,24 @@ class Settings:
         None, _log_handler, "a handler added to the analytics logger", client_only=True
     )
     stub: bool = _option(
-        False, _bool, "send nothing; keep messages in client.sent",
+        False, boolean, "send nothing; keep messages in client.sent",
         alias="send", inverted=True, none_is_unset=True,
     )  # fmt: skip
     batch_size: int = _option(
-        100, _int(1), "messages per request at most", alias="upload_size", none_is_unset=True
+        100, integer(1), "messages per request at most", alias="upload_size", none_is_unset=True
     )
     flush_interval: float = _option(
-        0.5, _number(0), "seconds the consumer waits to fill a batch",
+        0.5, number(0), "seconds the consumer waits to fill a batch",
         alias="upload_interval", none_is_unset=True,
     )  # fmt: skip
-    shutdown_timeout: float = _option(5, _number(0), "seconds the exit-time drain may take")
+    shutdown_timeout: float = _option(5, number(0), "seconds the exit-time drain may take")
     protocol: str = _option("segment", _protocol, "the wire protocol: 'segment' or 'atrack'")
     spool_path: str | None = _option(
         None, _path, "a SQLite file keeping what cannot be delivered yet"
     )
-    durable: bool = _option(False, _bool, "with spool_path: write every message ahead")
-    spool_max_bytes: int = _option(100 * 1024 * 1024, _int(1), "the spool's size at most")
-    fsync: bool = _option(False, _bool, "with spool_path: fsync each spool write")
+    durable: bool = _option(False, boolean, "with spool_path: write every message ahead")
+    spool_max_bytes: int = _option(100 * 1024 * 1024, integer(1), "the spool's size at most")
+    fsync: bool = _option(False, boolean, "with spool_path: fsync each spool write")
 
     def value(self, name: str) -> Any:
         """An option's value by its name or by Segment's alias for it (`send`...)."""
@@ -245,7 +250,7 @@ def resolve(
         )
     if settings.durable and settings.spool_path is None:
         raise OptionError(
-            label("durable"), f"{label('durable')}=True needs a {label('spool_path')}"
+            label("durable"), f"{label('durable')}=True needs {label('spool_path')} to be set"
         )
     # batch_size > max_queue_size is legal: a batch is whatever is queued when it is sent.
     return settings
