@@ -135,7 +135,8 @@ class Option:
 
 def _option(default: T, check: Check, doc: str, *, secret: bool = False, **more: Any) -> T:
     """A field of `Settings` that carries its `Option` (the field's name is the option's)."""
-    return field(default=default, repr=not secret, metadata={"option": (check, doc, more)})
+    about = {"check": check, "doc": doc, **more}
+    return field(default=default, repr=not secret, metadata={"option": about})
 
 
 @dataclass(frozen=True)
@@ -191,10 +192,8 @@ class Settings:
 
 
 OPTIONS: tuple[Option, ...] = tuple(
-    Option(f.name, f.default, f.metadata["option"][0], f.metadata["option"][1],
-           **f.metadata["option"][2])
-    for f in fields(Settings)
-)  # fmt: skip
+    Option(f.name, f.default, **f.metadata["option"]) for f in fields(Settings)
+)
 BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
 ALIASES: Mapping[str, Option] = {o.alias: o for o in OPTIONS if o.alias is not None}
 # What the module facade and the framework settings take: all but a Client's extras.
@@ -213,7 +212,7 @@ def checked(given: Mapping[str, Any], label: Label = _as_given) -> dict[str, Any
     """Check each given value (by option or alias name); return them by option name,
     aliases resolved. An alias and its option that disagree are refused."""
     values: dict[str, Any] = {}
-    written: dict[str, tuple[str, Any]] = {}  # option name -> (name given, value given)
+    written: dict[str, dict[str, Any]] = {}  # option name -> {name given: value given}
     for name, value in given.items():
         option = ALIASES.get(name) or BY_NAME.get(name)
         if option is None:
@@ -224,14 +223,15 @@ def checked(given: Mapping[str, Any], label: Label = _as_given) -> dict[str, Any
         if name != option.name:
             checked_value = option.from_alias(checked_value)
         if option.name in values and values[option.name] != checked_value:
-            first, first_value = written[option.name]
-            pair = sorted([(first, first_value), (name, value)], key=lambda p: p[0] != option.name)
-            (a, va), (b, vb) = pair  # the option first, then its alias
+            both = {name: value, **written[option.name]}  # the option's and its alias's
+            main, alias = option.name, str(option.alias)
             raise OptionError(
-                label(name), f"{label(a)}={va!r} and its alias {label(b)}={vb!r} disagree"
+                label(name),
+                f"{label(main)}={both[main]!r} and its alias {label(alias)}={both[alias]!r} "
+                "disagree",
             )
         values[option.name] = checked_value
-        written[option.name] = (name, value)
+        written[option.name] = {name: value}
     return values
 
 

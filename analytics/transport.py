@@ -61,7 +61,7 @@ class HttpPoster:
         base_url: str,
         headers: dict[str, str],
         secrets: Sequence[str] = (),
-        timeout: float = 15,
+        timeout: float = DEFAULTS.timeout,
         proxies: dict[str, str] | None = None,
         gzip: bool = False,
     ) -> None:
@@ -128,7 +128,7 @@ class Transport:
         self,
         write_key: str,
         host: str = DEFAULT_HOST,
-        timeout: float = 15,
+        timeout: float = DEFAULTS.timeout,
         proxies: dict[str, str] | None = None,
         gzip: bool = False,
     ) -> None:
