@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import types
-from typing import Any, Callable
+from typing import Any
 
 from .batch import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, Batcher, Fit
 from .client import Client
@@ -25,7 +25,7 @@ from .errors import (
     RetriesExhausted,
     ValidationError,
 )
-from .segment import DEFAULT_HOST
+from .options import ALIASES, DEFAULTS, FACADE_OPTIONS, OnError, Option
 from .serverless import flush_after
 from .version import LIBRARY_NAME, VERSION
 
@@ -62,44 +62,36 @@ __all__ = [
     "track",
 ]
 
-# -- settings of the default client (the contract's defaults) ---------------------------------
-write_key: str | None = None
-host: str = DEFAULT_HOST
-on_error: Callable[[Exception, list[dict[str, Any]]], Any] | None = None
-debug: bool = False
-stub: bool = False
-send: bool = True  # Segment's name: send = not stub
-max_queue_size: int = 10000
-batch_size: int = 100
-upload_size: int = 100  # Segment's name for batch_size
-flush_interval: float = 0.5
-upload_interval: float = 0.5  # Segment's name for flush_interval
-gzip: bool = False
-timeout: float = 15
-max_retries: int = 10
-sync_mode: bool = False
-shutdown_timeout: float = 5
-proxies: dict[str, str] | None = None
-protocol: str = "segment"  # or "atrack" (see analytics.atrack)
-spool_path: str | None = None  # a SQLite file: keep what cannot be delivered yet
-durable: bool = False  # with spool_path: write every message ahead, before the call returns
-spool_max_bytes: int = 100 * 1024 * 1024
-fsync: bool = False  # with spool_path: fsync each spool write
+# -- settings of the default client: their defaults are the table's (analytics.options) --------
+write_key: str | None = DEFAULTS.write_key
+host: str = DEFAULTS.host
+on_error: OnError | None = DEFAULTS.on_error
+debug: bool = DEFAULTS.debug
+stub: bool = DEFAULTS.stub
+send: bool = DEFAULTS.value("send")  # Segment's name: send = not stub
+max_queue_size: int = DEFAULTS.max_queue_size
+batch_size: int = DEFAULTS.batch_size
+upload_size: int = DEFAULTS.value("upload_size")  # Segment's name for batch_size
+flush_interval: float = DEFAULTS.flush_interval
+upload_interval: float = DEFAULTS.value("upload_interval")  # Segment's name for flush_interval
+gzip: bool = DEFAULTS.gzip
+timeout: float = DEFAULTS.timeout
+max_retries: int = DEFAULTS.max_retries
+sync_mode: bool = DEFAULTS.sync_mode
+shutdown_timeout: float = DEFAULTS.shutdown_timeout
+proxies: dict[str, str] | None = DEFAULTS.proxies
+protocol: str = DEFAULTS.protocol  # or "atrack" (see analytics.atrack)
+spool_path: str | None = DEFAULTS.spool_path  # a SQLite file: keep what cannot be delivered yet
+durable: bool = DEFAULTS.durable  # with spool_path: write every message ahead of the call
+spool_max_bytes: int = DEFAULTS.spool_max_bytes
+fsync: bool = DEFAULTS.fsync  # with spool_path: fsync each spool write
 
 default_client: Client | None = None
 
-_SETTINGS = (
-    "write_key", "host", "on_error", "debug", "stub", "max_queue_size", "batch_size",
-    "flush_interval", "gzip", "timeout", "max_retries", "sync_mode", "shutdown_timeout",
-    "proxies", "protocol", "spool_path", "durable", "spool_max_bytes", "fsync",
-)  # fmt: skip
-# Segment's names, kept in step with the contract's: alias -> (setting, to alias, from alias)
-_ALIASES: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "send": ("stub", lambda v: not v),
-    "upload_size": ("batch_size", lambda v: v),
-    "upload_interval": ("flush_interval", lambda v: v),
-}
-_MIRRORS = {setting: (alias, conv) for alias, (setting, conv) in _ALIASES.items()}
+_SETTINGS = tuple(option.name for option in FACADE_OPTIONS)
+# Segment's names and the options they stand for, kept in step both ways.
+_ALIASES: dict[str, Option] = dict(ALIASES)
+_MIRRORS: dict[str, tuple[str, Option]] = {o.name: (alias, o) for alias, o in ALIASES.items()}
 
 _lock = threading.Lock()
 _stale = False
@@ -112,14 +104,14 @@ class _Facade(types.ModuleType):
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
         if name in _ALIASES:
-            setting, conv = _ALIASES[name]
+            option = _ALIASES[name]
             d[name] = value
-            d[setting] = conv(value)
+            d[option.name] = option.from_alias(value)
             d["_stale"] = True
         elif name in _MIRRORS:
-            alias, conv = _MIRRORS[name]
+            alias, option = _MIRRORS[name]
             d[name] = value
-            d[alias] = conv(value)
+            d[alias] = option.to_alias(value)
             d["_stale"] = True
         elif name in _SETTINGS:
             d[name] = value

@@ -19,7 +19,7 @@ from .client import Client, Result
 from .collector.validate import MESSAGE_TYPES, check
 from .errors import APIError, QueueFull, RetriesExhausted, ValidationError
 from .log import logger
-from .segment import DEFAULT_HOST
+from .options import BY_NAME, DEFAULTS
 
 EXIT_OK = 0
 EXIT_NOT_DELIVERED = 1
@@ -36,20 +36,27 @@ class UsageError(Exception):
 # -- the parser ----------------------------------------------------------------------------
 
 
+def _help(option: str) -> str:
+    """An option's help: its line in the table (analytics.options), with its default."""
+    return f"{BY_NAME[option].doc} (default {BY_NAME[option].default})"
+
+
 def _add_connection(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--write-key", help=f"the source's write key (default: ${WRITE_KEY_ENV}; prefer the "
         "environment, a command line is visible to other users)",
     )  # fmt: skip
-    p.add_argument("--host", help=f"collector URL (default: ${HOST_ENV}, else {DEFAULT_HOST})")
-    p.add_argument("--gzip", action="store_true", help="gzip request bodies")
     p.add_argument(
-        "--timeout", type=float, default=15, metavar="SECONDS",
-        help="timeout of each HTTP request (default 15)",
+        "--host", help=f"{BY_NAME['host'].doc} (default: ${HOST_ENV}, else {DEFAULTS.host})"
+    )
+    p.add_argument("--gzip", action="store_true", help=BY_NAME["gzip"].doc)
+    p.add_argument(
+        "--timeout", type=float, default=DEFAULTS.timeout, metavar="SECONDS",
+        help=_help("timeout"),
     )  # fmt: skip
     p.add_argument(
-        "--max-retries", type=int, default=10, metavar="N",
-        help="retries of a failed request (default 10)",
+        "--max-retries", type=int, default=DEFAULTS.max_retries, metavar="N",
+        help=_help("max_retries"),
     )  # fmt: skip
     p.add_argument("--debug", action="store_true", help="log what the library does on stderr")
 
@@ -105,10 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         "JSON) per line. Bad lines are reported and skipped, never stop the import.",
     )
     p.add_argument("file", metavar="FILE", help="a .jsonl file, or - for stdin")
-    p.add_argument("--batch-size", type=int, default=100, metavar="N", help="default 100")
     p.add_argument(
-        "--max-queue-size", type=int, default=10000, metavar="N",
-        help="messages held in memory at most (default 10000)",
+        "--batch-size", type=int, default=DEFAULTS.batch_size, metavar="N",
+        help=_help("batch_size"),
+    )  # fmt: skip
+    p.add_argument(
+        "--max-queue-size", type=int, default=DEFAULTS.max_queue_size, metavar="N",
+        help=_help("max_queue_size"),
     )  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="validate only; send nothing")
     p.add_argument(
@@ -158,7 +168,7 @@ def _make_client(
     try:
         return Client(
             write_key,
-            host=args.host or os.environ.get(HOST_ENV) or DEFAULT_HOST,
+            host=args.host or os.environ.get(HOST_ENV) or DEFAULTS.host,
             on_error=on_error,
             debug=args.debug,
             gzip=args.gzip,

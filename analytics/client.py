@@ -26,28 +26,12 @@ from .errors import (
 )
 from .ids import Id
 from .log import logger
+from .options import DEFAULTS, OnError, Settings, resolve
 from .pipeline import Pipeline, Plan
 from .protocols import Sender
 
 Message = dict[str, Any]
 Result = tuple[bool, Message]
-OnError = Callable[[Exception, list[Message]], Any]
-
-
-def _number(name: str, value: Any, minimum: float, integer: bool = False) -> Any:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
-        kind = "an int" if integer else "a number"
-        raise ValidationError(f"{name} must be {kind} >= {minimum}, not {value!r}")
-    return value
-
-
-def _pick(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
-    if value is not None and alias_value is not None and value != alias_value:
-        raise ValidationError(f"{name}={value!r} and its alias {alias}={alias_value!r} disagree")
-    if value is not None:
-        return value
-    return alias_value if alias_value is not None else default
 
 
 class Client:
@@ -57,86 +41,72 @@ class Client:
     # the current user (A-Track's does).
     _fallback_id: Callable[[], str | None] | None = None
 
-    def __new__(cls, *args: Any, protocol: str = "segment", **kwargs: Any) -> Client:
+    def __new__(cls, *args: Any, protocol: str = DEFAULTS.protocol, **kwargs: Any) -> Client:
         # A protocol with helpers of its own (A-Track's identity) names its Client subclass.
         kind = protocols.client_class(protocols.load(protocol)) if cls is Client else None
         return super().__new__(kind if kind is not None else cls)
 
     def __init__(
         self,
-        write_key: str | None = None,
-        host: str | None = None,
-        debug: bool = False,
-        max_queue_size: int = 10000,
+        write_key: str | None = DEFAULTS.write_key,
+        host: str | None = None,  # None: the protocol's default host
+        debug: bool = DEFAULTS.debug,
+        max_queue_size: int = DEFAULTS.max_queue_size,
         send: bool | None = None,
-        on_error: OnError | None = None,
-        gzip: bool = False,
-        max_retries: int = 10,
-        sync_mode: bool = False,
-        timeout: float = 15,
-        proxies: dict[str, str] | None = None,
-        thread: int = 1,
+        on_error: OnError | None = DEFAULTS.on_error,
+        gzip: bool = DEFAULTS.gzip,
+        max_retries: int = DEFAULTS.max_retries,
+        sync_mode: bool = DEFAULTS.sync_mode,
+        timeout: float = DEFAULTS.timeout,
+        proxies: dict[str, str] | None = DEFAULTS.proxies,
+        thread: int = DEFAULTS.thread,
         upload_size: int | None = None,
         upload_interval: float | None = None,
-        log_handler: logging.Handler | None = None,
+        log_handler: logging.Handler | None = DEFAULTS.log_handler,
         *,
+        # None: not given, so that an alias and its option can be told apart (see options)
         stub: bool | None = None,
         batch_size: int | None = None,
         flush_interval: float | None = None,
-        shutdown_timeout: float = 5,
-        protocol: str = "segment",
-        spool_path: str | None = None,
-        durable: bool = False,
-        spool_max_bytes: int = spool_lib.DEFAULT_MAX_BYTES,
-        fsync: bool = False,
+        shutdown_timeout: float = DEFAULTS.shutdown_timeout,
+        protocol: str = DEFAULTS.protocol,
+        spool_path: str | None = DEFAULTS.spool_path,
+        durable: bool = DEFAULTS.durable,
+        spool_max_bytes: int = DEFAULTS.spool_max_bytes,
+        fsync: bool = DEFAULTS.fsync,
     ) -> None:
+        # The first statement, so that locals() holds the parameters and nothing else.
+        given = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.protocol = protocols.load(protocol)
-        send_stub = None if send is None else not send
-        self.stub: bool = bool(_pick("stub", stub, "send", send_stub, False))
-        if not self.stub and (not isinstance(write_key, str) or not write_key):
-            key = self.protocol.key_name
-            raise ValidationError(f"{key} is required (a non-empty str) unless stub=True")
-        if host is None:
-            host = self._default_host()
-        if not isinstance(host, str) or not host.startswith(("http://", "https://")):
-            raise ValidationError(f"host must be an http(s) URL, not {host!r}")
-        if on_error is not None and not callable(on_error):
-            raise ValidationError("on_error must be callable")
-        if proxies is not None and not isinstance(proxies, Mapping):
-            raise ValidationError("proxies must be a dict, as requests takes them")
-        self.host = host
-        self._on_error = on_error
-        self.debug = bool(debug)
-        self.gzip = bool(gzip)
-        self.sync_mode = bool(sync_mode)
-        self.proxies = dict(proxies) if proxies is not None else None
-        self.max_queue_size = _number("max_queue_size", max_queue_size, 1, integer=True)
-        self.max_retries = _number("max_retries", max_retries, 0, integer=True)
-        self.timeout = _number("timeout", timeout, 0.001)
-        self.shutdown_timeout = _number("shutdown_timeout", shutdown_timeout, 0)
-        self.batch_size = _number(
-            "batch_size", _pick("batch_size", batch_size, "upload_size", upload_size, 100), 1,
-            integer=True,
-        )  # fmt: skip
-        self.flush_interval = _number(
-            "flush_interval",
-            _pick("flush_interval", flush_interval, "upload_interval", upload_interval, 0.5),
-            0,
-        )
-        del thread  # Segment's option: this library always runs one consumer per client
-        self._write_key = write_key or ""
-        if debug:
+        if host is None:  # the protocol's (A-Track's depends on its geo)
+            given["host"] = self._default_host()
+        key_name = self.protocol.key_name  # what the protocol's docs call the write key
+        self.settings: Settings = resolve(given, lambda n: key_name if n == "write_key" else n)
+        settings = self.settings
+        self.stub: bool = settings.stub
+        self.host = settings.host
+        self._on_error = settings.on_error
+        self.debug = settings.debug
+        self.gzip = settings.gzip
+        self.sync_mode = settings.sync_mode
+        self.proxies = settings.proxies
+        self.max_queue_size = settings.max_queue_size
+        self.max_retries = settings.max_retries
+        self.timeout = settings.timeout
+        self.shutdown_timeout = settings.shutdown_timeout
+        self.batch_size = settings.batch_size
+        self.flush_interval = settings.flush_interval
+        self._write_key = settings.write_key or ""
+        if settings.debug:
             logger.setLevel(logging.DEBUG)
-        if log_handler is not None:
-            logger.addHandler(log_handler)
-        if durable and not spool_path:
-            raise ValidationError("durable=True needs a spool_path")
-        self.durable = bool(durable)
+        if settings.log_handler is not None:
+            logger.addHandler(settings.log_handler)
+        self.durable = settings.durable
         self._spool: spool_lib.Spool | None = None
+        spool_path = settings.spool_path
         if spool_path and not self.stub:
-            spool_max_bytes = _number("spool_max_bytes", spool_max_bytes, 1, integer=True)
             try:
-                self._spool = spool_lib.Spool(str(spool_path), spool_max_bytes, bool(fsync))
+                self._spool = spool_lib.Spool(spool_path, settings.spool_max_bytes, settings.fsync)
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise ValidationError(f"cannot use spool_path {spool_path!r}: {exc}") from None

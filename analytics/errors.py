@@ -13,6 +13,14 @@ class ValidationError(AnalyticsError, ValueError):
     """A call or an option is wrong; raised at once on the caller's thread."""
 
 
+class OptionError(ValidationError):
+    """An option (or a framework setting) is unknown or wrong; `key` names it as written."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class DeliveryError(AnalyticsError):
     """A message will not be delivered. Passed to `on_error`, never raised at a call.
     Each subclass names its `reason`: its key in `stats()["dropped_by_reason"]`."""

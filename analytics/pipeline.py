@@ -16,10 +16,11 @@ from .consumer import Consumer, Handoff, replay
 from .delivery import Delivery, Waits
 from .errors import ClientShutdown, QueueFull
 from .log import logger
+from .options import OnError
 from .outcome import Batch, Fate, Origin, Outcome
 from .protocols import Sender
 from .retry import backoff_waits
-from .settle import OnError, Settler
+from .settle import Settler
 from .spool import REPLAY_INTERVAL, Spool
 from .spooling import SpoolKeeper
 from .stats import Stats

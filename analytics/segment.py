@@ -10,10 +10,11 @@ from collections.abc import Sequence
 
 from . import batch as batching
 from .encode import encode
+from .options import DEFAULTS
 from .protocols import Reply, WireProtocol
 from .transport import HttpPoster
 
-DEFAULT_HOST = "https://api.segment.io"
+DEFAULT_HOST = DEFAULTS.host
 
 
 class SegmentSender:

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .log import logger
+from .options import DEFAULTS
 
-DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+DEFAULT_MAX_BYTES = DEFAULTS.spool_max_bytes
 # Seconds between tries to replay the spool while the collector keeps failing.
 REPLAY_INTERVAL = 5.0
 # A claim older than this is free for others, even if its process still runs.

@@ -10,26 +10,12 @@ from collector import Collector
 from helpers import WRITE_KEY, ErrorLog, call_within
 
 import analytics
+import analytics.options
 
 # Module-level settings of the facade (and Segment's alias names), saved and restored
-# around every facade test.
-SETTINGS = [
-    "write_key",
-    "host",
-    "on_error",
-    "debug",
-    "stub",
-    "max_queue_size",
-    "batch_size",
-    "flush_interval",
-    "gzip",
-    "timeout",
-    "max_retries",
-    "sync_mode",
-    "shutdown_timeout",
-    "proxies",
-]
-ALIASES = ["send", "upload_size", "upload_interval"]
+# around every facade test: the table's, so that a new option is restored too.
+SETTINGS = [option.name for option in analytics.options.FACADE_OPTIONS]
+ALIASES = list(analytics.options.ALIASES)
 
 
 @pytest.fixture(autouse=True)

@@ -341,3 +341,47 @@ def test_two_concurrent_async_requests_keep_their_own_scope(facade, collector):
     pairs = {(m["userId"], m["context"]["userAgent"], m["properties"]["ua"]) for m in messages}
     assert pairs == {("1", "ua-1", "ua-1"), ("2", "ua-2", "ua-2")}
     assert {m["context"]["page"]["url"] for m in messages} == {"http://testserver/ameet/"}
+
+
+# -- every option of the table is a key of ANALYTICS --------------------------------------------
+
+
+def test_the_spool_options_are_settings(facade, collector, tmp_path):
+    spool = tmp_path / "django-spool.db"
+    options = {"SPOOL_PATH": str(spool), "DURABLE": True, "SPOOL_MAX_BYTES": 10**6}
+    with override_settings(ANALYTICS=options):
+        ready()
+    assert (analytics.spool_path, analytics.durable) == (str(spool), True)
+    ok, msg = analytics.track("u", "Spooled")
+    client = analytics.default_client
+    assert ok and client is not None and client.durable is True
+    assert client.settings.spool_path == str(spool) and client.settings.spool_max_bytes == 10**6
+    assert spool.exists()
+    assert [m["messageId"] for m in sent(collector)] == [msg["messageId"]]
+
+
+def test_the_protocol_is_a_setting(facade):
+    from analytics.atrack import ATrackClient
+
+    with override_settings(ANALYTICS={"PROTOCOL": "atrack", "STUB": True}):
+        ready()
+    assert analytics.protocol == "atrack"
+    analytics.track("u", "Over A-Track")
+    assert type(analytics.default_client) is ATrackClient
+    assert [m["event"] for m in analytics.default_client.sent] == ["Over A-Track"]
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"DURABLE": True}, "DURABLE"),
+        ({"FSYNC": 1}, "FSYNC"),
+        ({"PROTOCOL": "mqtt"}, "PROTOCOL"),
+        ({"SPOOL_MAX_BYTES": 0}, "SPOOL_MAX_BYTES"),
+    ],
+)
+def test_a_wrong_new_setting_is_improperly_configured_by_name(facade, options, key):
+    before = analytics.spool_path
+    with override_settings(ANALYTICS=options), pytest.raises(ImproperlyConfigured, match=key):
+        ready()
+    assert analytics.spool_path == before and analytics.protocol == "segment"

@@ -248,3 +248,42 @@ def test_an_async_view_sees_the_scope(apps):
     response = app.test_client().get("/async", headers={"X-Test-User": "7"})
     assert response.json == {"user_id": "7"}
     assert analytics.current_scope() is None
+
+
+# -- every option of the table is a config key ------------------------------------------------
+
+
+def test_the_spool_options_are_config_keys(apps, collector, tmp_path):
+    spool = tmp_path / "flask-spool.db"
+    app, _ = apps.make(SPOOL_PATH=str(spool), DURABLE=True, SPOOL_MAX_BYTES=10**6, FSYNC=False)
+    client = Analytics.state(app).client
+    assert client.durable is True and client.settings.spool_path == str(spool)
+    assert client.settings.spool_max_bytes == 10**6
+    assert spool.exists()
+    response = app.test_client().get("/shop", headers={"X-Test-User": "spooled"})
+    assert client.flush(timeout=5)
+    assert [m["messageId"] for m in collector.messages()] == [response.json["messageId"]]
+
+
+def test_the_protocol_is_a_config_key(apps):
+    from analytics.atrack import ATrackClient
+
+    app, _ = apps.make(PROTOCOL="atrack", STUB=True)
+    client = Analytics.state(app).client
+    assert type(client) is ATrackClient and client.stub is True
+    app.test_client().get("/shop", headers={"X-Test-User": "a-track-user"})
+    assert [m["userId"] for m in client.sent] == ["a-track-user"]
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"DURABLE": "yes", "SPOOL_PATH": "x.db"}, "ANALYTICS_DURABLE"),
+        ({"DURABLE": True}, "ANALYTICS_DURABLE"),
+        ({"PROTOCOL": "mqtt"}, "ANALYTICS_PROTOCOL"),
+        ({"GZIP": "false"}, "ANALYTICS_GZIP"),
+    ],
+)
+def test_a_wrong_new_option_is_named(apps, config, key):
+    with pytest.raises(analytics.ValidationError, match=key):
+        apps.make(**config)

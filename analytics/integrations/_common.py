@@ -11,15 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..context import context_from_request
-from ..errors import ValidationError
-
-
-class OptionError(ValidationError):
-    """A setting of an integration is unknown or has a wrong value; names the setting."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
+from ..errors import OptionError as OptionError  # re-exported: the integrations raise it
+from ..options import FACADE_OPTIONS, Check, boolean, checked, integer, resolve
 
 
 @dataclass(frozen=True)
@@ -31,108 +24,41 @@ class RequestOptions:
     send_ip: bool = True
 
 
-Check = Callable[[str, Any], Any]  # (label, value) -> value, or raises OptionError
-
-
-def _bool(label: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise OptionError(label, f"{label} must be True or False, not {value!r}")
-    return value
-
-
-def _int(minimum: int) -> Check:
-    def check(label: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise OptionError(label, f"{label} must be an int >= {minimum}, not {value!r}")
-        return value
-
-    return check
-
-
-def _number(minimum: float) -> Check:
-    def check(label: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-            raise OptionError(label, f"{label} must be a number >= {minimum}, not {value!r}")
-        return value
-
-    return check
-
-
-def _write_key(label: str, value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise OptionError(label, f"{label} must be a str or None, not {type(value).__name__}")
-    return value
-
-
-def _host(label: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise OptionError(label, f"{label} must be an http(s) URL, not {value!r}")
-    return value
-
-
-def _proxies(label: str, value: Any) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise OptionError(label, f"{label} must be a dict (as requests takes it) or None")
-    return dict(value)
-
-
-def _on_error(label: str, value: Any) -> Callable[..., Any] | None:
-    """A callable, or the dotted path of one ("myapp.analytics.report")."""
+def _on_error(label: str, value: Any) -> Any:
+    """A dotted path ("myapp.analytics.report") becomes what it names; the option's own
+    check then takes it (a callable or None)."""
     if isinstance(value, str):
         module, _, name = value.rpartition(".")
         try:
             value = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError, ValueError) as exc:
             raise OptionError(label, f"{label}: cannot import {value!r} ({exc})") from None
-    if value is not None and not callable(value):
-        raise OptionError(label, f"{label} must be callable, a dotted path to one, or None")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
-# Setting name -> (name of the Client argument and facade attribute, check)
-CLIENT_OPTIONS: dict[str, tuple[str, Check]] = {
-    "WRITE_KEY": ("write_key", _write_key),
-    "HOST": ("host", _host),
-    "DEBUG": ("debug", _bool),
-    "SEND": ("send", _bool),
-    "STUB": ("stub", _bool),
-    "MAX_QUEUE_SIZE": ("max_queue_size", _int(1)),
-    "BATCH_SIZE": ("batch_size", _int(1)),
-    "UPLOAD_SIZE": ("upload_size", _int(1)),
-    "FLUSH_INTERVAL": ("flush_interval", _number(0)),
-    "UPLOAD_INTERVAL": ("upload_interval", _number(0)),
-    "GZIP": ("gzip", _bool),
-    "TIMEOUT": ("timeout", _number(0.001)),
-    "MAX_RETRIES": ("max_retries", _int(0)),
-    "SYNC_MODE": ("sync_mode", _bool),
-    "SHUTDOWN_TIMEOUT": ("shutdown_timeout", _number(0)),
-    "PROXIES": ("proxies", _proxies),
-    "ON_ERROR": ("on_error", _on_error),
+# Setting key -> name of the option (or Segment's alias): every option the facade takes,
+# from the table, so that none can be missing here.
+CLIENT_OPTIONS: dict[str, str] = {
+    name.upper(): name
+    for option in FACADE_OPTIONS
+    for name in (option.name, option.alias)
+    if name is not None
 }
 REQUEST_OPTIONS: dict[str, tuple[str, Check]] = {
-    "USER_ID_FROM_REQUEST": ("user_id_from_request", _bool),
-    "TRUSTED_PROXY_COUNT": ("trusted_proxy_count", _int(0)),
-    "SEND_IP": ("send_ip", _bool),
-}
-# Segment's names -> (the contract's name, conversion)
-_ALIASES: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "send": ("stub", lambda send: not send),
-    "upload_size": ("batch_size", lambda size: size),
-    "upload_interval": ("flush_interval", lambda seconds: seconds),
+    "USER_ID_FROM_REQUEST": ("user_id_from_request", boolean),
+    "TRUSTED_PROXY_COUNT": ("trusted_proxy_count", integer(0)),
+    "SEND_IP": ("send_ip", boolean),
 }
 
 
 def parse_options(
-    options: Mapping[str, Any], label: Callable[[str], str]
+    options: Mapping[str, Any], label: Callable[[str], str], *, require_write_key: bool = False
 ) -> tuple[dict[str, Any], RequestOptions]:
-    """Check upper-case settings; return Client keyword arguments (the contract's names,
+    """Check upper-case settings; return the options given (by the contract's names,
     Segment's aliases resolved) and the request options. `label(key)` names a setting in
     errors, as the user wrote it. Raises OptionError."""
-    client: dict[str, Any] = {}
+    given: dict[str, Any] = {}
     request: dict[str, Any] = {}
-    given: dict[str, str] = {}  # contract's name -> label of the setting that gave it
     for key, value in options.items():
         if not isinstance(key, str) or (key not in CLIENT_OPTIONS and key not in REQUEST_OPTIONS):
             known = ", ".join([*CLIENT_OPTIONS, *REQUEST_OPTIONS])
@@ -142,17 +68,14 @@ def parse_options(
             name, check = REQUEST_OPTIONS[key]
             request[name] = check(label(key), value)
             continue
-        name, check = CLIENT_OPTIONS[key]
-        value = check(label(key), value)
-        if name in _ALIASES:
-            name, convert = _ALIASES[name]
-            value = convert(value)
-        if name in client and client[name] != value:
-            raise OptionError(
-                label(key), f"{label(key)} and {given[name]} disagree; give only one of them"
-            )
-        client[name] = value
-        given[name] = label(key)
+        name = CLIENT_OPTIONS[key]
+        given[name] = _on_error(label(key), value) if name == "on_error" else value
+
+    def by_name(name: str) -> str:
+        return label(name.upper())
+
+    client = checked(given, by_name)
+    resolve(client, by_name, require_write_key=require_write_key)  # the rules across options
     return client, RequestOptions(**request)
 
 

@@ -13,7 +13,7 @@ from ..client import Client, Result
 from ..context import Scope, scope
 from ..errors import ValidationError
 from ..log import logger
-from ._common import OptionError, RequestOptions, parse_options, request_context
+from ._common import RequestOptions, parse_options, request_context
 
 PREFIX = "ANALYTICS_"
 EXTENSION = "analytics"
@@ -56,13 +56,7 @@ class Analytics:
         if EXTENSION in app.extensions:
             raise RuntimeError(f"analytics is already set up on app {app.name!r}")
         config = {k[len(PREFIX) :]: v for k, v in app.config.items() if k.startswith(PREFIX)}
-        client_options, options = parse_options(config, _label)
-        if not client_options.get("stub") and not client_options.get("write_key"):
-            raise OptionError(
-                _label("WRITE_KEY"),
-                f"{_label('WRITE_KEY')} is required unless {_label('STUB')} is True "
-                f"(or {_label('SEND')} is False)",
-            )
+        client_options, options = parse_options(config, _label, require_write_key=True)
         app.extensions[EXTENSION] = AppState(Client(**client_options), options, self.user_id_getter)
         app.before_request(_open_scope)
         app.teardown_request(_close_scope)
