@@ -1,8 +1,9 @@
-"""`Client`: validates and encodes on the caller's thread, queues, and owns its consumer.
+"""`Client`: the six calls of one source (write key). It checks what only the call can
+(size, shut down, stub, fork) on the caller's thread and hands the message to its
+process's `Pipeline`, which queues, sends and settles it.
 
 The hot path (`track` and friends) is: build the message (a copy of what it was given),
-encode it to check its size, `put_nowait`; the consumer encodes it again for the batch.
-Thread start, fork recovery and error reporting live off that path.
+encode it to check its size, queue it; the consumer encodes it again for the batch.
 """
 
 from __future__ import annotations
@@ -10,28 +11,24 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sqlite3
 import threading
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from . import lifecycle, messages, protocols
-from . import spool as spool_lib
 from .batch import MAX_MESSAGE_BYTES
-from .errors import (
-    ClientShutdown,
-    DeliveryError,
-    MessageTooLarge,
-    ValidationError,
-)
+from .errors import ClientShutdown, DeliveryError, MessageTooLarge, ValidationError
 from .ids import Id
 from .log import logger
+from .messages import Timestamp
 from .options import DEFAULTS, OnError, Settings, resolve
 from .pipeline import Pipeline, Plan
-from .protocols import Sender
+from .spool import Spool
+from .spooling import open_spool
 
 Message = dict[str, Any]
 Result = tuple[bool, Message]
+Fields = Optional[Mapping[str, Any]]  # properties, traits, context, integrations
 
 
 class Client:
@@ -81,39 +78,22 @@ class Client:
         if host is None:  # the protocol's (A-Track's depends on its geo)
             given["host"] = self._default_host()
         key_name = self.protocol.key_name  # what the protocol's docs call the write key
-        self.settings: Settings = resolve(given, lambda n: key_name if n == "write_key" else n)
-        settings = self.settings
-        self.stub: bool = settings.stub
-        self.host = settings.host
-        self._on_error = settings.on_error
-        self.debug = settings.debug
-        self.gzip = settings.gzip
-        self.sync_mode = settings.sync_mode
-        self.proxies = settings.proxies
-        self.max_queue_size = settings.max_queue_size
-        self.max_retries = settings.max_retries
-        self.timeout = settings.timeout
-        self.shutdown_timeout = settings.shutdown_timeout
-        self.batch_size = settings.batch_size
-        self.flush_interval = settings.flush_interval
-        self._write_key = settings.write_key or ""
-        if settings.debug:
+        s = resolve(given, lambda n: key_name if n == "write_key" else n)
+        self.settings: Settings = s
+        self._write_key = s.write_key or ""
+        self.host, self.stub, self.sync_mode = s.host, s.stub, s.sync_mode
+        self._on_error, self.debug, self.gzip = s.on_error, s.debug, s.gzip
+        self.timeout, self.proxies, self.max_retries = s.timeout, s.proxies, s.max_retries
+        self.max_queue_size, self.batch_size = s.max_queue_size, s.batch_size
+        self.flush_interval, self.shutdown_timeout = s.flush_interval, s.shutdown_timeout
+        self.durable = s.durable
+        if s.debug:
             logger.setLevel(logging.DEBUG)
-        if settings.log_handler is not None:
-            logger.addHandler(settings.log_handler)
-        self.durable = settings.durable
-        self._spool: spool_lib.Spool | None = None
-        spool_path = settings.spool_path
-        if spool_path and not self.stub:
-            try:
-                self._spool = spool_lib.Spool(spool_path, settings.spool_max_bytes, settings.fsync)
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise ValidationError(f"cannot use spool_path {spool_path!r}: {exc}") from None
-                # Held by another process for longer than the busy timeout: run without it.
-                logger.error("analytics: spool %r unusable (%s); memory only", spool_path, exc)
-            except (OSError, sqlite3.Error) as exc:
-                raise ValidationError(f"cannot use spool_path {spool_path!r}: {exc}") from None
+        if s.log_handler is not None:
+            logger.addHandler(s.log_handler)
+        self._spool: Spool | None = None
+        if s.spool_path and not self.stub:
+            self._spool = open_spool(s.spool_path, s.spool_max_bytes, s.fsync)
         self.sent: list[Message] = []  # stub mode: what would have been sent
         self._start_process_state()
         lifecycle.register(self)
@@ -123,18 +103,13 @@ class Client:
     def _start_process_state(self, closed: bool = False) -> None:
         """Everything that belongs to one process: rebuilt in a forked child."""
         self._pid = os.getpid()
-        self._transport = self._make_sender()
+        self._transport = self.protocol.make_sender(
+            self._write_key, self.host, self.timeout, self.proxies, self.gzip
+        )
         self._encode = self._transport.encode
-        plan = Plan(
-            self.max_queue_size, self.batch_size, self.flush_interval, self.max_retries,
-            self.sync_mode, self.durable, self.shutdown_timeout,
-        )  # fmt: skip
+        plan = Plan.of(self.settings, self.batch_size)
         self._pipeline = Pipeline(plan, self._transport, self.on_error, self._spool)
         self._pipeline.closed = closed
-
-    def _make_sender(self) -> Sender:
-        key, host = self._write_key, self.host
-        return self.protocol.make_sender(key, host, self.timeout, self.proxies, self.gzip)
 
     def _default_host(self) -> str:
         """The host when none is given: the protocol's (A-Track's depends on its geo)."""
@@ -152,11 +127,7 @@ class Client:
 
     def __repr__(self) -> str:
         mode = "stub" if self.stub else "sync" if self.sync_mode else "queue"
-        return f"<analytics.Client host={self.host!r} mode={mode} closed={self._closed}>"
-
-    @property
-    def _closed(self) -> bool:
-        return self._pipeline.closed
+        return f"<analytics.Client host={self.host!r} mode={mode} closed={self._pipeline.closed}>"
 
     @property
     def on_error(self) -> OnError | None:
@@ -181,117 +152,67 @@ class Client:
         """The bounded queue of message dicts waiting for the consumer."""
         return self._pipeline.queue
 
-    # -- the six calls ---------------------------------------------------------------------
+    # -- the six calls, in Segment's positional order -----------------------------------------
+    # fmt: off
 
     def track(
-        self,
-        user_id: Id | None = None,
-        event: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: messages.Timestamp | None = None,
-        anonymous_id: Id | None = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: Id | None = None,
+        self, user_id: Id | None = None, event: str | None = None, properties: Fields = None,
+        context: Fields = None, timestamp: Timestamp | None = None,
+        anonymous_id: Id | None = None, integrations: Fields = None, message_id: Id | None = None,
     ) -> Result:
         """Record an action the user did."""
-        return self._enqueue(
-            messages.track(
-                user_id, event, properties, context, timestamp, anonymous_id, integrations,
-                message_id, self._fallback_id,
-            )
-        )  # fmt: skip
+        return self._enqueue(messages.track(
+            user_id, event, properties, context, timestamp, anonymous_id, integrations,
+            message_id, self._fallback_id,
+        ))
 
     def identify(
-        self,
-        user_id: Id | None = None,
-        traits: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: messages.Timestamp | None = None,
-        anonymous_id: Id | None = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: Id | None = None,
+        self, user_id: Id | None = None, traits: Fields = None, context: Fields = None,
+        timestamp: Timestamp | None = None, anonymous_id: Id | None = None,
+        integrations: Fields = None, message_id: Id | None = None,
     ) -> Result:
         """Tie a user to their traits."""
-        return self._enqueue(
-            messages.identify(
-                user_id,
-                traits,
-                context,
-                timestamp,
-                anonymous_id,
-                integrations,
-                message_id,
-                self._fallback_id,
-            )  # fmt: skip
-        )
+        return self._enqueue(messages.identify(
+            user_id, traits, context, timestamp, anonymous_id, integrations, message_id,
+            self._fallback_id,
+        ))
 
     def page(
-        self,
-        user_id: Id | None = None,
-        category: str | None = None,
-        name: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: messages.Timestamp | None = None,
-        anonymous_id: Id | None = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: Id | None = None,
+        self, user_id: Id | None = None, category: str | None = None, name: str | None = None,
+        properties: Fields = None, context: Fields = None, timestamp: Timestamp | None = None,
+        anonymous_id: Id | None = None, integrations: Fields = None, message_id: Id | None = None,
     ) -> Result:
         """Record a page view."""
-        return self._enqueue(
-            messages.page(
-                user_id, category, name, properties, context, timestamp, anonymous_id,
-                integrations, message_id, self._fallback_id,
-            )
-        )  # fmt: skip
+        return self._enqueue(messages.page(
+            user_id, category, name, properties, context, timestamp, anonymous_id,
+            integrations, message_id, self._fallback_id,
+        ))
 
     def screen(
-        self,
-        user_id: Id | None = None,
-        category: str | None = None,
-        name: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: messages.Timestamp | None = None,
-        anonymous_id: Id | None = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: Id | None = None,
+        self, user_id: Id | None = None, category: str | None = None, name: str | None = None,
+        properties: Fields = None, context: Fields = None, timestamp: Timestamp | None = None,
+        anonymous_id: Id | None = None, integrations: Fields = None, message_id: Id | None = None,
     ) -> Result:
         """Record a screen view in an app."""
-        return self._enqueue(
-            messages.screen(
-                user_id, category, name, properties, context, timestamp, anonymous_id,
-                integrations, message_id, self._fallback_id,
-            )
-        )  # fmt: skip
+        return self._enqueue(messages.screen(
+            user_id, category, name, properties, context, timestamp, anonymous_id,
+            integrations, message_id, self._fallback_id,
+        ))
 
     def group(
-        self,
-        user_id: Id | None = None,
-        group_id: Id | None = None,
-        traits: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: messages.Timestamp | None = None,
-        anonymous_id: Id | None = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: Id | None = None,
+        self, user_id: Id | None = None, group_id: Id | None = None, traits: Fields = None,
+        context: Fields = None, timestamp: Timestamp | None = None,
+        anonymous_id: Id | None = None, integrations: Fields = None, message_id: Id | None = None,
     ) -> Result:
         """Tie a user to a group (an account, a company)."""
-        return self._enqueue(
-            messages.group(
-                user_id, group_id, traits, context, timestamp, anonymous_id, integrations,
-                message_id, self._fallback_id,
-            )
-        )  # fmt: skip
+        return self._enqueue(messages.group(
+            user_id, group_id, traits, context, timestamp, anonymous_id, integrations,
+            message_id, self._fallback_id,
+        ))
 
     def alias(
-        self,
-        previous_id: Id | None = None,
-        user_id: Id | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: messages.Timestamp | None = None,
-        integrations: Mapping[str, Any] | None = None,
+        self, previous_id: Id | None = None, user_id: Id | None = None, context: Fields = None,
+        timestamp: Timestamp | None = None, integrations: Fields = None,
         message_id: Id | None = None,
     ) -> Result:
         """Merge one identity into another."""
@@ -301,6 +222,8 @@ class Client:
         return self._enqueue(
             messages.alias(previous_id, user_id, context, timestamp, integrations, message_id)
         )
+
+    # fmt: on
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -340,10 +263,6 @@ class Client:
         if self._pid != os.getpid():
             self.reset_after_fork()
         return self._pipeline.flush(timeout)
-
-    def flush_soon(self) -> None:
-        """Ask the consumer to send its partial batch now, without waiting."""
-        self._pipeline.flush_soon()
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop the consumer. Later calls return (False, message).

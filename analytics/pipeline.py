@@ -16,7 +16,7 @@ from .consumer import Consumer, Handoff, replay
 from .delivery import Delivery, Waits
 from .errors import ClientShutdown, QueueFull
 from .log import logger
-from .options import OnError
+from .options import OnError, Settings
 from .outcome import Batch, Fate, Origin, Outcome
 from .protocols import Sender
 from .retry import backoff_waits
@@ -40,6 +40,15 @@ class Plan:
     durable: bool
     shutdown_timeout: float
     waits: Waits = backoff_waits
+
+    @classmethod
+    def of(cls, settings: Settings, batch_size: int) -> Plan:
+        """The plan of a client's settings (its batch size limited by its protocol)."""
+        s = settings
+        return cls(
+            s.max_queue_size, batch_size, s.flush_interval, s.max_retries, s.sync_mode,
+            s.durable, s.shutdown_timeout,
+        )  # fmt: skip
 
 
 class Pipeline:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .batch import Batcher
+from .errors import ValidationError
 from .journal import Journal, fold_orphans
 from .log import logger
 from .outcome import Batch, Origin
@@ -99,3 +100,17 @@ class SpoolKeeper:
 
     def _add(self, pairs: list[tuple[str, bytes]]) -> None:
         self._evicted += self.spool.add(pairs)
+
+
+def open_spool(path: str, max_bytes: int, fsync: bool) -> Spool | None:
+    """The spool file a client was given. ValidationError if it cannot be used; None (and
+    an error logged) if another process holds it locked for longer than the busy timeout."""
+    try:
+        return Spool(path, max_bytes, fsync)
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise ValidationError(f"cannot use spool_path {path!r}: {exc}") from None
+        logger.error("analytics: spool %r unusable (%s); memory only", path, exc)
+        return None
+    except (OSError, sqlite3.Error) as exc:
+        raise ValidationError(f"cannot use spool_path {path!r}: {exc}") from None

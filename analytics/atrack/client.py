@@ -80,7 +80,7 @@ class ATrackClient(Client):
         mode = "stub" if self.stub else "sync" if self.sync_mode else "queue"
         return (
             f"<analytics.ATrackClient host={self.host!r} geo={self.geo!r} mode={mode} "
-            f"closed={self._closed}>"
+            f"closed={self._pipeline.closed}>"
         )
 
     # -- identity ----------------------------------------------------------------------------
