@@ -73,7 +73,10 @@ class Consumer:
         self.keeper = keeper  # the spool, replayed through the same delivery
         self.replay_interval = replay_interval
         self.started = threading.Event()  # set once the start-up replay is done
+        # The message that did not fit the last batch: it opens the next one. A shutdown out
+        # of time takes it from another thread, hence the lock.
         self._carry: tuple[Message, bytes] | None = None
+        self._carry_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="analytics-consumer", daemon=True)
 
     def start(self) -> None:
@@ -136,9 +139,9 @@ class Consumer:
         deadline = 0.0  # set by the batch's first message
         expired = False  # flush_interval is up: take what is queued, then send
         while not batcher.full:
-            if self._carry is not None:
-                msg, data = self._carry
-                self._carry = None
+            carried = self._take_carry() if self._carry is not None else None
+            if carried is not None:
+                msg, data = carried
             else:
                 try:
                     item = self.queue.get_nowait()
@@ -191,18 +194,25 @@ class Consumer:
         return remaining > 0 and handoff.more.wait(remaining)
 
     def drain_queue_lost(self) -> None:
-        """From another thread, once `abort` is set: report what waits in the queue; after
-        abort this thread sends nothing more."""
-        self._report_shutdown(self._take_queued())
+        """From another thread, once `abort` is set: report what waits (the message carried
+        over to the next batch, and the queue); after abort this thread sends nothing more."""
+        carried = self._take_carry()
+        lost = [] if carried is None else [carried[0]]
+        self._report_shutdown(lost + self._take_queued())
+
+    def _take_carry(self) -> tuple[Message, bytes] | None:
+        with self._carry_lock:
+            carried, self._carry = self._carry, None
+        return carried
 
     def drain_lost(self) -> None:
         """Report everything still waiting as lost to a shutdown (on this thread, or once
         this thread has ended)."""
         self.batcher.take()
         lost, self.messages = self.messages, []
-        if self._carry is not None:
-            lost.append(self._carry[0])
-            self._carry = None
+        carried = self._take_carry()
+        if carried is not None:
+            lost.append(carried[0])
         lost += self._take_queued()
         self._report_shutdown(lost)
 

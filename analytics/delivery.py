@@ -14,7 +14,7 @@ from typing import Callable
 from .errors import APIError, ClientShutdown, DeliveryError, RetriesExhausted
 from .log import logger
 from .outcome import DELIVERED, TAKEN, Batch, Outcome
-from .protocols import Sender
+from .protocols import Reply, Sender
 from .retry import backoff_waits, is_retryable
 from .stats import Stats
 
@@ -52,7 +52,11 @@ class Delivery:
             if self.abort.is_set():
                 return self._fail(ClientShutdown("client shut down before the batch was sent"))
             self.stats.add_request(retry=attempt > 0)
-            reply = self.sender.send(items)
+            try:
+                reply = self.sender.send(items)
+            except Exception as exc:  # a sender must not raise; if one does, it is a failure
+                logger.exception("analytics: the sender raised; taken as a network error")
+                reply = Reply(None, detail=f"the sender raised {type(exc).__name__}")
             attempt += 1
             if reply.ok:
                 if self._take_inflight() is None:  # abandoned by a shutdown meanwhile

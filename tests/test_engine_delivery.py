@@ -287,12 +287,6 @@ def test_taken_and_failures_are_not_delivered():
 # -- the real sender -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG: parse_retry_after raises OverflowError for a date with an out-of-range "
-    "number, and HttpPoster.post does not guard it: the sender raises out of send()",
-)
 def test_the_segment_sender_answers_a_reply_for_an_overflowing_retry_after_date(
     collector: Collector,
 ):

@@ -264,13 +264,6 @@ def test_a_send_coming_back_after_shutdown_took_its_batch_is_not_reported_again(
     assert pipeline.stats.delivered == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: when shutdown gives up on a send that never returns, the message the "
-    "consumer carried over (it made the batch full by bytes) is neither in the queue nor "
-    "in flight: it is reported only if the hung send ever comes back, never by shutdown",
-)
 def test_shutdown_with_a_hung_send_reports_the_message_carried_over_to_the_next_batch(
     make_pipeline: MakePipeline, errors: ErrorLog
 ):
@@ -296,13 +289,6 @@ class RaisingSender(FakeSender):
         raise OverflowError("Python int too large to convert to C long")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (robustness): an exception out of Sender.send escapes Delivery.deliver; the "
-    "consumer logs it and goes on, but the batch is never settled: not delivered, not kept, "
-    "not reported to on_error, and flush waits out its timeout",
-)
 def test_a_batch_whose_send_raises_is_still_settled_and_reported(
     make_pipeline: MakePipeline, errors: ErrorLog
 ):

@@ -173,13 +173,6 @@ def test_garbage_is_no_usable_header(header: str):
     assert parse_retry_after(header, now=NOW) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG: a date with an out-of-range number raises OverflowError out of "
-    "parse_retry_after (only TypeError/ValueError/IndexError are caught); HttpPoster.post "
-    "calls it unguarded, so the sender raises instead of returning a Reply",
-)
 @pytest.mark.parametrize(
     "header",
     [
