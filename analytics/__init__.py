@@ -26,6 +26,7 @@ from .errors import (
     ValidationError,
 )
 from .options import ALIASES, DEFAULTS, FACADE_OPTIONS, OnError, Option
+from .retry import Backoff
 from .serverless import flush_after
 from .version import LIBRARY_NAME, VERSION
 
@@ -34,6 +35,7 @@ __version__ = VERSION
 __all__ = [
     "APIError",
     "AnalyticsError",
+    "Backoff",
     "Batcher",
     "Client",
     "ClientShutdown",
@@ -85,6 +87,7 @@ spool_path: str | None = DEFAULTS.spool_path  # a SQLite file: keep what cannot 
 durable: bool = DEFAULTS.durable  # with spool_path: write every message ahead of the call
 spool_max_bytes: int = DEFAULTS.spool_max_bytes
 fsync: bool = DEFAULTS.fsync  # with spool_path: fsync each spool write
+backoff: Backoff = DEFAULTS.backoff  # the waits between retries
 
 default_client: Client | None = None
 

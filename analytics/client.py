@@ -23,6 +23,7 @@ from .log import logger
 from .messages import Timestamp
 from .options import DEFAULTS, OnError, Settings, resolve
 from .pipeline import Pipeline, Plan
+from .retry import Backoff
 from .spool import Spool
 from .spooling import open_spool
 
@@ -71,6 +72,7 @@ class Client:
         durable: bool = DEFAULTS.durable,
         spool_max_bytes: int = DEFAULTS.spool_max_bytes,
         fsync: bool = DEFAULTS.fsync,
+        backoff: Backoff = DEFAULTS.backoff,
     ) -> None:
         # The first statement, so that locals() holds the parameters and nothing else.
         given = {k: v for k, v in locals().items() if k not in ("self", "__class__")}

@@ -14,6 +14,7 @@ from typing import Any, Callable, TypeVar
 
 from . import protocols
 from .errors import OptionError
+from .retry import Backoff
 
 OnError = Callable[[Exception, list[dict[str, Any]]], Any]
 Check = Callable[[str, Any], Any]  # (label, value) -> the value to use; raises OptionError
@@ -105,6 +106,14 @@ def _log_handler(label: str, value: Any) -> logging.Handler | None:
     return value
 
 
+def _backoff(label: str, value: Any) -> Backoff:
+    if not isinstance(value, Backoff):
+        raise OptionError(label, f"{label} must be an analytics.Backoff, not {value!r}")
+    if not value.factor > 0 or not value.max_wait > 0:
+        raise OptionError(label, f"{label}: factor and max_wait must be > 0, not {value!r}")
+    return value
+
+
 def _anything(label: str, value: Any) -> Any:
     return value
 
@@ -182,6 +191,9 @@ class Settings:
     durable: bool = _option(False, boolean, "with spool_path: write every message ahead")
     spool_max_bytes: int = _option(100 * 1024 * 1024, integer(1), "the spool's size at most")
     fsync: bool = _option(False, boolean, "with spool_path: fsync each spool write")
+    backoff: Backoff = _option(
+        Backoff(), _backoff, "the waits between retries: analytics.Backoff(factor, max_wait)"
+    )
 
     def value(self, name: str) -> Any:
         """An option's value by its name or by Segment's alias for it (`send`...)."""

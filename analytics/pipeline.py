@@ -47,7 +47,7 @@ class Plan:
         s = settings
         return cls(
             s.max_queue_size, batch_size, s.flush_interval, s.max_retries, s.sync_mode,
-            s.durable, s.shutdown_timeout,
+            s.durable, s.shutdown_timeout, s.backoff.waits,
         )  # fmt: skip
 
 

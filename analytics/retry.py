@@ -10,12 +10,10 @@ import datetime as dt
 import email.utils
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import backoff
 
-# Seconds scale of the exponential waits (the n-th wait is up to factor * 2**n).
-# Module-level so tests can shrink it; users have no reason to change it.
-BACKOFF_FACTOR = 1.0
 MAX_BACKOFF_WAIT = 30.0
 MAX_RETRY_AFTER = 60.0
 
@@ -27,14 +25,28 @@ def is_retryable(status: int | None) -> bool:
     return status is None or status in _RETRYABLE_4XX or 500 <= status <= 599
 
 
-def backoff_waits() -> Iterator[float]:
-    """Successive jittered wait times for one batch; a fresh generator per batch."""
-    gen = backoff.expo(factor=BACKOFF_FACTOR, max_value=MAX_BACKOFF_WAIT)
+def backoff_waits(factor: float = 1.0, max_wait: float = MAX_BACKOFF_WAIT) -> Iterator[float]:
+    """Successive jittered wait times for one batch (the n-th up to `factor` * 2**n s, each
+    capped at `max_wait`); a fresh generator per batch."""
+    gen = backoff.expo(factor=factor, max_value=max_wait)
     first = next(gen)  # backoff >= 2 primes its generators with a bare yield
     if first is not None:
-        yield backoff.full_jitter(min(first, MAX_BACKOFF_WAIT))
+        yield backoff.full_jitter(min(first, max_wait))
     for value in gen:
-        yield backoff.full_jitter(min(value, MAX_BACKOFF_WAIT))
+        yield backoff.full_jitter(min(value, max_wait))
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The waits between tries of a batch: exponential with full jitter, from `backoff`.
+    The n-th wait is up to `factor` * 2**n seconds, each at most `max_wait`."""
+
+    factor: float = 1.0
+    max_wait: float = MAX_BACKOFF_WAIT
+
+    def waits(self) -> Iterator[float]:
+        """A fresh series of waits, for one batch."""
+        return backoff_waits(self.factor, self.max_wait)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -58,7 +58,7 @@ def spool_owners(path: str | os.PathLike[str]) -> list[str | None]:
 
 # Configured by one JSON argument:
 #   host, spool, options (Client kwargs), n (events to track), prefix (messageId prefix),
-#   backoff (analytics.retry.BACKOFF_FACTOR), barrier (print "ready", wait for "go" on
+#   backoff (the factor of the client's analytics.Backoff), barrier (print "ready", wait for "go" on
 #   stdin before building the client), hold (after "sent", block on stdin: to be killed),
 #   wait_empty (seconds to poll until the spool file has no rows; exit 2 if it never
 #   empties), shutdown (explicit client.shutdown(timeout)).
@@ -71,10 +71,9 @@ import atexit, json, os, sqlite3, sys, time
 cfg = json.loads(sys.argv[1])
 
 import analytics
-import analytics.retry
 
 if cfg.get("backoff") is not None:
-    analytics.retry.BACKOFF_FACTOR = cfg["backoff"]
+    cfg.setdefault("options", {})["backoff"] = analytics.Backoff(factor=cfg["backoff"])
 
 errors = []
 box = []

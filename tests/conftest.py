@@ -18,12 +18,9 @@ SETTINGS = [option.name for option in analytics.options.FACADE_OPTIONS]
 ALIASES = list(analytics.options.ALIASES)
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff waits become tiny (Retry-After waits are not scaled)."""
-    import analytics.retry
-
-    monkeypatch.setattr(analytics.retry, "BACKOFF_FACTOR", 0.001)
+# Backoff waits that are tiny (Retry-After waits are not scaled), injected into every
+# client the fixtures build.
+FAST_BACKOFF = analytics.Backoff(factor=0.001)
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +62,7 @@ def make_client(collector: Collector, errors: ErrorLog):
         if "upload_interval" not in kw:
             kw.setdefault("flush_interval", 0.1)
         kw.setdefault("timeout", 5)
+        kw.setdefault("backoff", FAST_BACKOFF)
         client = analytics.Client(write_key, **kw)
         clients.append(client)
         return client
@@ -106,6 +104,7 @@ def facade(collector: Collector, errors: ErrorLog):
     analytics.on_error = errors
     analytics.flush_interval = 0.1
     analytics.timeout = 5
+    analytics.backoff = FAST_BACKOFF
     yield analytics
     collector.heal()
     analytics.shutdown(timeout=2)

@@ -42,11 +42,6 @@ USER_AGENT = f"{analytics.LIBRARY_NAME}/{analytics.VERSION}"
 Factory = Callable[..., ATrackClient]
 
 
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(analytics.retry, "BACKOFF_FACTOR", 0.001)
-
-
 @pytest.fixture
 def server() -> Iterator[ATrackServer]:
     s = ATrackServer()
@@ -68,6 +63,7 @@ def make_client(server: ATrackServer, errors: ErrorLog) -> Iterator[Factory]:
         kw.setdefault("host", server.url)
         kw.setdefault("on_error", errors)
         kw.setdefault("timeout", 5)
+        kw.setdefault("backoff", analytics.Backoff(factor=0.001))  # retries at once
         client = analytics.Client(key, protocol="atrack", **kw)
         assert isinstance(client, ATrackClient)
         clients.append(client)

@@ -56,9 +56,9 @@ def caps(factor: float) -> list[float]:
 
 
 def draws(monkeypatch: pytest.MonkeyPatch, factor: float) -> list[list[float]]:
-    """SAMPLES series of the first TRIES waits, with BACKOFF_FACTOR = factor."""
-    monkeypatch.setattr(analytics.retry, "BACKOFF_FACTOR", factor)
-    return [list(itertools.islice(backoff_waits(), TRIES)) for _ in range(SAMPLES)]
+    """SAMPLES series of the first TRIES waits of a policy with this factor."""
+    policy = analytics.Backoff(factor=factor)
+    return [list(itertools.islice(policy.waits(), TRIES)) for _ in range(SAMPLES)]
 
 
 def test_each_wait_lies_between_zero_and_its_growing_cap(monkeypatch: pytest.MonkeyPatch):
@@ -70,7 +70,6 @@ def test_each_wait_lies_between_zero_and_its_growing_cap(monkeypatch: pytest.Mon
 
 
 def test_no_wait_is_over_30_seconds(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(analytics.retry, "BACKOFF_FACTOR", 1.0)
     for _ in range(50):
         series = list(itertools.islice(backoff_waits(), 40))
         assert max(series) <= MAX_BACKOFF_WAIT == 30.0
@@ -92,6 +91,7 @@ def test_the_waits_are_jittered_not_fixed(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_backoff_factor_scales_the_caps(monkeypatch: pytest.MonkeyPatch):
+    assert analytics.Backoff().factor == 1.0 and analytics.Backoff().max_wait == 30.0
     limits = caps(0.001)
     for series in draws(monkeypatch, 0.001):
         for wait, cap in zip(series, limits):
@@ -100,7 +100,6 @@ def test_backoff_factor_scales_the_caps(monkeypatch: pytest.MonkeyPatch):
 
 def test_each_call_starts_a_fresh_series(monkeypatch: pytest.MonkeyPatch):
     # a used-up series does not carry over: the first wait of a new one is under 1 s again
-    monkeypatch.setattr(analytics.retry, "BACKOFF_FACTOR", 1.0)
     old = backoff_waits()
     for _ in range(TRIES):
         next(old)

@@ -236,13 +236,10 @@ def test_context_manager_shuts_down_on_exit(collector, errors):
 def test_shutdown_interrupts_a_backoff_wait_and_reports_the_batch(
     make_client, collector, errors, monkeypatch
 ):
-    import analytics.retry
-
     # backoff waits of up to 30 s: only an interruptible wait lets the batch be
     # reported promptly once shutdown gives up on it
-    monkeypatch.setattr(analytics.retry, "BACKOFF_FACTOR", 100.0)
     collector.fail(500)
-    client = make_client(max_retries=1000)
+    client = make_client(max_retries=1000, backoff=analytics.Backoff(factor=100.0))
     ok, msg = client.track("u", "E")
     assert ok
     collector.wait_for_requests(1, timeout=5)  # first attempt failed: now in backoff

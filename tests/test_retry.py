@@ -70,9 +70,8 @@ def test_retry_after_http_date_is_honoured(make_client, collector, errors):
 
 def test_retry_after_replaces_the_backoff_wait(make_client, collector, monkeypatch):
     # with a huge backoff factor, only Retry-After: 0 can make these retries fast
-    monkeypatch.setattr(analytics.retry, "BACKOFF_FACTOR", 10.0)
     collector.fail(503, count=3, retry_after="0")
-    client = make_client()
+    client = make_client(backoff=analytics.Backoff(factor=10.0))
     client.track("u", "E")
     start = time.monotonic()
     assert client.flush(timeout=5) is True
