@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import inspect
 import itertools
+import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,200 @@ def case_id(case: tuple[str, dict[str, Any]]) -> str:
     return f"{kind}-{shown}"
 
 
+# -- what both sides accept, and what both refuse ------------------------------------------
+
+ACCEPTED = [
+    ("track", {"user_id": 0}),
+    ("track", {"user_id": 42}),
+    ("track", {"user_id": MISSING, "anonymous_id": 7}),
+    ("track", {"user_id": "", "anonymous_id": "a"}),
+    ("track", {"event": " "}),
+    ("track", {"properties": {"a": [1, {"b": None}]}, "message_id": "m-1"}),
+    ("identify", {"traits": {}, "context": {"ip": "1.1.1.1"}, "integrations": {"All": False}}),
+    ("page", {"name": "Home", "category": "Docs", "properties": {"p": 1}}),
+    ("page", {"name": ""}),
+    ("page", {"name": None, "category": None}),
+    ("screen", {"name": "S"}),
+    ("screen", {"category": "C"}),
+    ("group", {"group_id": 7, "traits": {"n": 1}}),
+    ("alias", {"previous_id": 9, "user_id": 0}),
+    ("alias", {"timestamp": "2024-03-01T09:30:00Z"}),
+]
+
+# Each refused case names first the argument it is refused for.
+REFUSED = [
+    # no identity
+    ("identify", {"user_id": MISSING}),
+    ("track", {"user_id": ""}),
+    ("track", {"user_id": "", "anonymous_id": ""}),
+    ("page", {"user_id": None, "anonymous_id": None}),
+    ("screen", {"user_id": MISSING, "name": "S"}),
+    ("group", {"user_id": MISSING}),
+    # ids of the wrong type
+    ("track", {"user_id": True}),
+    ("track", {"user_id": False}),
+    ("track", {"user_id": 1.5}),
+    ("identify", {"user_id": 2.0}),
+    ("identify", {"user_id": ["u"]}),
+    ("page", {"user_id": {"id": 1}}),
+    ("track", {"anonymous_id": 1.5}),
+    ("screen", {"anonymous_id": True}),
+    ("group", {"group_id": True}),
+    ("group", {"group_id": 1.5}),
+    ("alias", {"previous_id": 1.5}),
+    ("alias", {"user_id": False}),
+    ("track", {"message_id": True}),
+    ("identify", {"message_id": 1.5}),
+    # required fields
+    ("track", {"event": MISSING}),
+    ("track", {"event": None}),
+    ("track", {"event": ""}),
+    ("track", {"event": 5}),
+    ("track", {"event": True}),
+    ("track", {"event": {"name": "E"}}),
+    ("track", {"event": ["E"]}),
+    ("group", {"group_id": MISSING}),
+    ("group", {"group_id": None}),
+    ("group", {"group_id": ""}),
+    ("alias", {"previous_id": MISSING}),
+    ("alias", {"previous_id": ""}),
+    ("alias", {"user_id": MISSING}),
+    ("alias", {"user_id": ""}),
+    # name and category: a str when given
+    ("page", {"name": 5}),
+    ("page", {"name": 1.5}),
+    ("page", {"name": True}),
+    ("page", {"name": ["Home"]}),
+    ("page", {"name": {"x": 1}}),
+    ("page", {"category": 5}),
+    ("screen", {"name": 5}),
+    ("screen", {"category": False}),
+    # mapping fields
+    ("identify", {"traits": [["a", 1]]}),
+    ("identify", {"traits": "a=1"}),
+    ("group", {"traits": 5}),
+    ("track", {"properties": [1, 2]}),
+    ("track", {"properties": "p"}),
+    ("page", {"properties": ["x"]}),
+    ("screen", {"properties": 1}),
+    ("track", {"context": "ctx"}),
+    ("identify", {"context": ["ip"]}),
+    ("alias", {"context": 3}),
+    ("track", {"integrations": ["All"]}),
+    ("group", {"integrations": "All"}),
+    # timestamps that are not ISO-8601 strings (the strings: the ISO-8601 table below)
+    ("track", {"timestamp": "not a date"}),
+    ("track", {"timestamp": 12345}),
+    ("track", {"timestamp": 12345.5}),
+    ("identify", {"timestamp": ["2020-01-01"]}),
+    ("alias", {"timestamp": True}),
+]
+
+
+@pytest.mark.parametrize(("kind", "changes"), ACCEPTED, ids=[case_id(c) for c in ACCEPTED])
+def test_what_the_builder_accepts_the_collector_accepts(kind: str, changes: dict[str, Any]) -> None:
+    built = build(kind, changes)
+    assert check(built) is None
+    assert check(wire_message(kind, changes)) is None
+
+
+@pytest.mark.parametrize(("kind", "changes"), REFUSED, ids=[case_id(c) for c in REFUSED])
+def test_what_the_builder_refuses_the_collector_refuses_for_the_same_field(
+    kind: str, changes: dict[str, Any]
+) -> None:
+    field = next(iter(changes))
+    with pytest.raises(analytics.ValidationError) as raised:
+        build(kind, changes)
+    assert field in str(raised.value)
+    reason = check(wire_message(kind, changes))
+    assert reason is not None
+    assert WIRE_KEY.get(field, field) in reason
+
+
+# What JSON cannot hold (a UUID, a datetime, a Mapping that is not a dict) is accepted at the
+# call and sent as what the collector accepts.
+CALL_ONLY = [
+    ("track", {"user_id": UID}),
+    ("track", {"user_id": MISSING, "anonymous_id": UID}),
+    ("group", {"group_id": UID}),
+    ("alias", {"previous_id": UID}),
+    ("track", {"message_id": 5}),
+    ("track", {"message_id": UID}),
+    ("track", {"properties": types.MappingProxyType({"plan": "pro"})}),
+    ("identify", {"traits": types.MappingProxyType({})}),
+    ("track", {"timestamp": dt.datetime(2024, 3, 1, 9, 30)}),
+    ("track", {"timestamp": dt.datetime(2024, 3, 1, 9, 30, tzinfo=dt.timezone.max)}),
+    ("page", {"timestamp": dt.date(2024, 3, 1)}),
+    ("page", {"name": type("Text", (str,), {})("Home")}),
+    ("track", {"event": type("Text", (str,), {})("E")}),
+]
+
+
+@pytest.mark.parametrize(("kind", "changes"), CALL_ONLY, ids=[case_id(c) for c in CALL_ONLY])
+def test_python_values_are_sent_as_what_the_collector_accepts(
+    kind: str, changes: dict[str, Any]
+) -> None:
+    assert check(build(kind, changes)) is None
+
+
+def test_the_table_of_types_is_the_builders() -> None:
+    """Each type's own keys are what its builder sends when given everything."""
+    assert tuple(spec.KINDS) == spec.MESSAGE_TYPES
+    everything = {
+        "anonymous_id": "a", "event": "E", "name": "N", "category": "C", "group_id": "g",
+        "properties": {"p": 1}, "traits": {"t": 1},
+    }  # fmt: skip
+    common = {"type", "messageId", "timestamp", "context", "integrations", *spec.IDENTITY}
+    for kind, rules in spec.KINDS.items():
+        params = inspect.signature(getattr(messages, kind)).parameters
+        built = build(kind, {k: v for k, v in everything.items() if k in params})
+        assert built["type"] == kind
+        assert set(built) - common == set(rules.fields) - common, kind
+        assert check(built) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "key"), [(kind, key) for kind, r in spec.KINDS.items() for key in r.required]
+)
+def test_every_required_key_is_required_by_both(kind: str, key: str) -> None:
+    with pytest.raises(analytics.ValidationError):
+        build(kind, {CALL_NAME.get(key, key): MISSING})
+    reason = check(wire_message(kind, {CALL_NAME.get(key, key): MISSING}))
+    assert reason is not None and key in reason
+
+
+@pytest.mark.parametrize("kind", [k for k, r in spec.KINDS.items() if r.identified])
+def test_every_identified_type_needs_an_identity_on_both_sides(kind: str) -> None:
+    with pytest.raises(analytics.ValidationError, match="user_id or an anonymous_id"):
+        build(kind, {"user_id": MISSING})
+    assert check(wire_message(kind, {"user_id": MISSING})) == f"{kind} needs userId or anonymousId"
+
+
+# -- page and screen: name and category -----------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["page", "screen"])
+@pytest.mark.parametrize("field", ["name", "category"])
+def test_a_name_or_category_that_is_not_a_str_is_refused_at_the_call(
+    make_client: Any, collector: Any, errors: Any, call: str, field: str
+) -> None:
+    client = make_client()
+    with pytest.raises(analytics.ValidationError, match=f"{field} must be a str, not int"):
+        getattr(client, call)("u", **{field: 5})
+    assert client.flush(timeout=5) is True
+    assert client.stats()["queued"] == 0 and collector.requests == []
+    assert len(errors) == 0
+
+
+def test_page_with_a_number_for_a_name_raises() -> None:
+    with analytics.Client("k", stub=True) as client:
+        with pytest.raises(ValueError, match="name must be a str"):
+            client.page("u", name=5)
+        assert client.sent == []
+        ok, msg = client.page("u", "Docs", "Home")
+        assert ok and (msg["category"], msg["name"]) == ("Docs", "Home")
+
+
 # -- ISO-8601: one parser for the builders, the collector and A-Track -----------------------
 
 
@@ -101,12 +297,15 @@ def test_iso8601_accepted_everywhere_as_the_same_instant(text: str, instant: dt.
     parsed = spec.parse_iso8601(text)
     assert parsed == instant and parsed.utcoffset() == instant.utcoffset()
     assert type(parsed.tzinfo) is dt.timezone
+    assert messages.track("u", "E", timestamp=text)["timestamp"] == instant.isoformat()
     assert check(wire_message("track", {"timestamp": text})) is None
 
 
 @pytest.mark.parametrize("text", ISO_REFUSED)
 def test_iso8601_refused_everywhere(text: str) -> None:
     assert spec.parse_iso8601(text) is None
+    with pytest.raises(analytics.ValidationError, match="not an ISO-8601 date-time"):
+        messages.track("u", "E", timestamp=text)
     reason = check(wire_message("track", {"timestamp": text}))
     assert reason is not None and "not an ISO-8601 date-time" in reason
 
