@@ -18,6 +18,7 @@ from dateutil.parser import isoparse
 
 import analytics
 from analytics import messages, spec
+from analytics.atrack import utc_millis
 from analytics.collector import parse_iso8601 as collector_parse_iso8601
 from analytics.collector.validate import check
 
@@ -299,6 +300,8 @@ def test_iso8601_accepted_everywhere_as_the_same_instant(text: str, instant: dt.
     assert type(parsed.tzinfo) is dt.timezone
     assert messages.track("u", "E", timestamp=text)["timestamp"] == instant.isoformat()
     assert check(wire_message("track", {"timestamp": text})) is None
+    millis = instant.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
+    assert utc_millis(text) == millis + "Z"
 
 
 @pytest.mark.parametrize("text", ISO_REFUSED)
@@ -308,6 +311,8 @@ def test_iso8601_refused_everywhere(text: str) -> None:
         messages.track("u", "E", timestamp=text)
     reason = check(wire_message("track", {"timestamp": text}))
     assert reason is not None and "not an ISO-8601 date-time" in reason
+    with pytest.raises(analytics.ValidationError, match="not ISO-8601"):
+        utc_millis(text)
 
 
 def test_the_common_forms_are_read_as_dateutil_reads_them() -> None:
@@ -331,8 +336,20 @@ def test_the_common_forms_are_read_as_dateutil_reads_them() -> None:
             assert parsed.utcoffset() == expected.utcoffset(), text
 
 
-def test_the_collector_reads_timestamps_with_the_spec_parser() -> None:
+def test_utc_millis_refuses_an_instant_past_what_utc_can_write() -> None:
+    assert spec.parse_iso8601("9999-12-31T23:00:00-05:00") is not None
+    with pytest.raises(analytics.ValidationError, match="not ISO-8601"):
+        utc_millis("9999-12-31T23:00:00-05:00")
+
+
+def test_there_is_one_iso8601_parser() -> None:
     assert collector_parse_iso8601 is spec.parse_iso8601
+    readers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if "isoparse" in text or "fromisoformat" in text:
+            readers.append(path.relative_to(PACKAGE).as_posix())
+    assert readers == ["spec.py"]
 
 
 def test_spec_imports_nothing_above_it() -> None:
