@@ -8,6 +8,7 @@ import ast
 import datetime as dt
 import inspect
 import itertools
+import json
 import types
 import uuid
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from dateutil.parser import isoparse
 
 import analytics
-from analytics import messages, spec
+from analytics import cli, messages, spec
 from analytics.atrack import utc_millis
 from analytics.collector import parse_iso8601 as collector_parse_iso8601
 from analytics.collector.validate import check
@@ -361,3 +362,30 @@ def test_spec_imports_nothing_above_it() -> None:
         elif isinstance(node, ast.Import):
             assert not any(a.name.startswith("analytics") for a in node.names)
     assert inside == {"encode", "errors", "ids"}
+
+
+# -- analytics import: one rule set per line -----------------------------------------------
+
+
+def test_every_message_the_check_accepts_is_replayed_without_error() -> None:
+    lines = [wire_message(kind, changes) for kind, changes in ACCEPTED]
+    lines += [wire_message("track", {"timestamp": text}) for text, _ in ISO_ACCEPTED]
+    with analytics.Client("k", stub=True) as client:
+        for line in lines:
+            assert check(line) is None
+            ok, sent = cli.replay(client, line)
+            assert ok and check(sent) is None, line
+
+
+def test_a_dry_run_rejects_the_lines_a_real_import_rejects() -> None:
+    rows = [wire_message(kind, changes) for kind, changes in ACCEPTED + REFUSED]
+    lines = [json.dumps(row).encode() for row in rows]
+    dry = cli.run_import(lines, None, cli.ImportReport("dry", dry_run=True))
+    client = analytics.Client("k", stub=True)
+    real = cli.run_import(lines, client, cli.ImportReport("real"))
+    assert len(dry.rejected) == len(REFUSED)
+    assert real.rejected == dry.rejected
+    assert real.sent == dry.valid == len(ACCEPTED)
+    for (lineno, reason), (_, changes) in zip(dry.rejected, REFUSED):
+        field = next(iter(changes))
+        assert lineno > len(ACCEPTED) and WIRE_KEY.get(field, field) in reason
