@@ -1,11 +1,5 @@
-"""The Segment spec, once: the six message types, what each needs and carries, the field rules
-(at the call and on the wire) and the one ISO-8601 parser. Imports only errors, ids, encode.
-
-The call side is the builders' (`messages.py`, on the caller's thread: cheap, no walk over a
-message); the wire side is the collector's check (`collector/validate.py`, also `analytics
-import`). The call side accepts everything the wire side does; it also takes the Python
-values JSON has no room for (UUID ids, any Mapping, datetime and date timestamps).
-"""
+"""The Segment spec, once: the message types, what each needs and carries, the field rules at
+the call and on the wire, the one ISO-8601 parser. Imports only errors, ids and encode."""
 
 from __future__ import annotations
 
@@ -70,6 +64,9 @@ KINDS: dict[str, Kind] = {
 
 
 # -- predicates: cheap, never raise --------------------------------------------------------
+# The call side (the builders, on the caller's thread) accepts all the wire side (the
+# collector's check, also `analytics import`) accepts, and the Python values JSON has no
+# room for: UUID ids, any Mapping, datetime and date timestamps.
 
 
 def present(value: Any) -> bool:
@@ -156,11 +153,11 @@ def timestamp(value: Any) -> str:
 
 # -- ISO-8601 --------------------------------------------------------------------------------
 
-# The forms accepted (what the bundled collector always took): a calendar date, optionally a
-# time (T, t or a space; hh:mm, then :ss and a fraction of up to 9 digits optional) and an
-# offset (Z, ±hh, ±hhmm, ±hh:mm). Reduced, basic, week and ordinal forms, 24:00 and other
-# separators are refused: a timestamp is an instant, written the way everyone writes one.
-# ASCII digits only (\d would take any script's digits, which dateutil refuses).
+# The forms the bundled collector always took, and so now the call too (they disagreed): a
+# calendar date, optionally a time (T, t or a space; hh:mm, then :ss and a fraction of up to
+# 9 digits optional) and an offset (Z, ±hh, ±hhmm, ±hh:mm). dateutil reads more (2024,
+# 20240301, 2024-W09-5, T0930, 24:00, any separator); those stay refused on both sides.
+# ASCII digits only: \d takes any script's digits, which dateutil refuses.
 _ISO8601 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"(?:[Tt ](?:[01][0-9]|2[0-3]):[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]{1,9})?)?"
@@ -168,7 +165,7 @@ _ISO8601 = re.compile(
 )
 # What Python's isoformat() and JavaScript's toISOString() write: every timestamp the library
 # makes itself. datetime.fromisoformat reads these exactly as dateutil does (tests check it)
-# at a fortieth of the cost; A-Track converts every message's timestamp on the caller's thread.
+# in 0.2 µs instead of 8: A-Track converts every message's timestamp on the caller's thread.
 _COMMON = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(?:\.[0-9]{3}(?:[0-9]{3})?)?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"

@@ -1,6 +1,5 @@
-"""The collector's check of one wire message (camelCase JSON), built from `analytics.spec`
-and shared with `analytics import`: `check(message)` says why it is refused, or None. The
-rules are the spec's; this file adds only the size limit and the wording of the reasons."""
+"""The collector's check of one wire message, also `analytics import`'s: `check(message)` says
+why it is refused, or None. Rules are `analytics.spec`'s; only the size limit and wording here."""
 
 from __future__ import annotations
 
