@@ -1,4 +1,4 @@
-"""The six Segment-spec message builders and every validation rule, in one place.
+"""The six Segment-spec message builders: the call side of `spec.py`, whose rules they apply.
 
 Builders run on the caller's thread: they check cheaply, raise `ValidationError` for a
 programmer error, and return the message as it goes on the wire (camelCase keys). They
@@ -14,20 +14,17 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Callable, Union
 
-from dateutil.parser import isoparse
-
+from . import spec
 from .context import current_scope, deep_merge
-from .encode import iso8601
 from .errors import ValidationError
-from .ids import id_or_none, now_iso8601, uuid4
+from .ids import id_or_none, uuid4
+from .spec import timestamp as _timestamp
 from .version import LIBRARY_NAME, VERSION
 
 Timestamp = Union[dt.datetime, dt.date, str]
 Message = dict[str, Any]
 # The id of a call that gives none, nor does its scope (a protocol's current user).
 Fallback = Callable[[], Union[str, None]]
-
-_UTC = dt.timezone.utc
 
 
 class Shared(dict):  # type: ignore[type-arg]
@@ -66,9 +63,9 @@ def _checked(name: str, value: Any) -> Mapping[str, Any]:
     """A mapping argument as given (None: the shared empty dict); anything else refused."""
     if value is None:
         return _EMPTY
-    if type(value) is dict or isinstance(value, Mapping):
+    if type(value) is dict:  # a plain dict passes without a call to the rule
         return value
-    raise ValidationError(f"{name} must be a mapping (dict), not {type(value).__name__}")
+    return spec.mapping(name, value)
 
 
 def _mapping(name: str, value: Any) -> dict[str, Any]:
@@ -109,23 +106,6 @@ def _copy(value: Any) -> Any:
 
 _LEAVES = frozenset({str, int, float, bool, type(None), dt.datetime, dt.date, uuid.UUID})
 _CONTAINERS = (Mapping, list, tuple, set, frozenset)
-
-
-def _timestamp(value: Any) -> str:
-    if value is None:
-        return now_iso8601()
-    if isinstance(value, dt.datetime):
-        return iso8601(value)
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day, tzinfo=_UTC).isoformat()
-    if isinstance(value, str):
-        try:
-            return iso8601(isoparse(value))
-        except (ValueError, OverflowError):
-            raise ValidationError(f"timestamp {value!r} is not an ISO-8601 date-time") from None
-    raise ValidationError(
-        f"timestamp must be a datetime, date or ISO-8601 string, not {type(value).__name__}"
-    )
 
 
 def _common(
@@ -188,8 +168,8 @@ def track(
     message_id: Any = None,
     fallback: Fallback | None = None,
 ) -> Message:
-    if not isinstance(event, str) or not event:
-        raise ValidationError("track needs an event name (a non-empty str)")
+    if type(event) is not str or not event:  # a plain str passes without a call to the rule
+        event = spec.event(event)
     msg = _identified(
         "track",
         user_id,
@@ -243,9 +223,10 @@ def _screen_or_page(
         _common(kind, context, timestamp, integrations, message_id),
         fallback,
     )
-    for key, value in (("name", name), ("category", category)):
-        if value is not None:
-            msg[key] = value
+    if name is not None:  # a plain str passes without a call to the rule
+        msg["name"] = name if type(name) is str else spec.text("name", name)
+    if category is not None:
+        msg["category"] = category if type(category) is str else spec.text("category", category)
     msg["properties"] = _optional("properties", properties)
     return msg
 

@@ -12,11 +12,10 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from dateutil.parser import isoparse
-
 from ..encode import encode as encode_json
 from ..errors import ValidationError
 from ..protocols import Reply, WireProtocol
+from ..spec import parse_iso8601
 from ..transport import HttpPoster
 from ..version import VERSION
 
@@ -43,16 +42,15 @@ def host_for(geo: str | None = None) -> str:
 
 def utc_millis(timestamp: str) -> str:
     """An ISO-8601 timestamp as A-Track wants it: UTC, milliseconds, ``Z``."""
-    try:
-        when = dt.datetime.fromisoformat(timestamp)
-    except ValueError:
+    when = parse_iso8601(timestamp)  # naive is taken as UTC
+    if when is not None:
         try:
-            when = isoparse(timestamp)
-        except (ValueError, OverflowError):
-            raise ValidationError(f"timestamp {timestamp!r} is not ISO-8601") from None
-    if when.tzinfo is not None:  # naive is taken as UTC already
-        when = when.astimezone(_UTC).replace(tzinfo=None)
-    return when.isoformat(timespec="milliseconds") + "Z"
+            when = when.astimezone(_UTC)
+        except OverflowError:  # 9999-12-31T23:00-05:00 is past the last instant UTC can write
+            when = None
+    if when is None:
+        raise ValidationError(f"timestamp {timestamp!r} is not ISO-8601")
+    return when.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _uuid(message: dict[str, Any]) -> str:

@@ -1,60 +1,37 @@
-"""The Segment-spec check of one wire message (camelCase JSON), shared by the collector
-and `analytics import`: `check(message)` says why a message is refused, or None."""
+"""The collector's check of one wire message, also `analytics import`'s: `check(message)` says
+why it is refused, or None. Rules are `analytics.spec`'s; only the size limit and wording here."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import re
 from typing import Any
 
 from ..batch import MAX_MESSAGE_BYTES
-
-MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
-_OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
-_ID_FIELDS = ("userId", "anonymousId", "groupId", "previousId")
-_TEXT_FIELDS = ("name", "category")
-
-_ISO8601 = re.compile(
-    r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
-    r"(?:[Tt ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?"
-    r"(?P<tz>[Zz]|[+-]\d{2}(?::?\d{2})?)?)?"
+from ..spec import (
+    ID_FIELDS,
+    IDENTITY,
+    KINDS,
+    MAPPING_FIELDS,
+    MESSAGE_TYPES,
+    is_given,
+    is_object,
+    is_text,
+    is_wire_id,
+    is_wire_message_id,
+    parse_iso8601,
+    present,
 )
 
+__all__ = ["MESSAGE_TYPES", "check", "encoded_size", "parse_iso8601"]
 
-def parse_iso8601(text: str) -> dt.datetime | None:
-    """The instant an ISO-8601 date or date-time string names (UTC when it has no offset),
-    or None if it is not one."""
-    m = _ISO8601.fullmatch(text)
-    if m is None:
-        return None
-    tz = dt.timezone.utc
-    offset = m["tz"]
-    if offset and offset not in "Zz":
-        digits = offset[1:].replace(":", "")
-        hours, minutes = int(digits[:2]), int(digits[2:] or 0)
-        if hours > 23 or minutes > 59:
-            return None
-        delta = dt.timedelta(hours=hours, minutes=minutes)
-        tz = dt.timezone(-delta if offset[0] == "-" else delta)
-    try:
-        return dt.datetime(
-            int(m["y"]), int(m["mo"]), int(m["d"]),
-            int(m["h"] or 0), int(m["mi"] or 0), int(m["s"] or 0),
-            int((m["f"] or "0")[:6].ljust(6, "0")), tzinfo=tz,
-        )  # fmt: skip
-    except ValueError:  # month 13, hour 25, February 30 ...
-        return None
+# How a missing required key is named in a reason; an id is just its key.
+_NEEDED = {"event": "event (a non-empty string)"}
 
 
 def encoded_size(message: Any) -> int:
     """Bytes of the message as compact UTF-8 JSON: the measure the library's limit uses."""
     text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
     return len(text.encode("utf-8", "replace"))
-
-
-def _present(value: Any) -> bool:
-    return value is not None and value != ""
 
 
 def check(message: Any) -> str | None:
@@ -65,20 +42,20 @@ def check(message: Any) -> str | None:
     if size > MAX_MESSAGE_BYTES:
         return f"message is {size} bytes of JSON, over the limit of {MAX_MESSAGE_BYTES} bytes"
     kind = message.get("type")
-    if not _present(kind):
+    if not present(kind):
         return "type is missing"
     if kind not in MESSAGE_TYPES:
         return f"type {kind!r} is not one of {', '.join(MESSAGE_TYPES)}"
     mid = message.get("messageId")
-    if mid is not None and (not isinstance(mid, str) or not mid):
+    if mid is not None and not is_wire_message_id(mid):
         return "messageId must be a non-empty string"
-    for key in _ID_FIELDS:
+    for key in ID_FIELDS:
         value = message.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+        if value is not None and not is_wire_id(value):
             return f"{key} must be a string, not {_json_kind(value)}"
-    for key in _OBJECT_FIELDS:
+    for key in MAPPING_FIELDS:
         value = message.get(key)
-        if value is not None and not isinstance(value, dict):
+        if value is not None and not is_object(value):
             return f"{key} must be a JSON object, not {_json_kind(value)}"
     reason = _check_kind(kind, message)
     if reason is not None:
@@ -90,24 +67,15 @@ def check(message: Any) -> str | None:
 
 
 def _check_kind(kind: str, message: dict[str, Any]) -> str | None:
-    if kind == "alias":
-        if not (_present(message.get("previousId")) and _present(message.get("userId"))):
-            return "alias needs previousId and userId"
-        return None
-    if not (_present(message.get("userId")) or _present(message.get("anonymousId"))):
-        return f"{kind} needs userId or anonymousId"
-    if kind == "track":
-        event = message.get("event")
-        if not isinstance(event, str) or not event:
-            return "track needs event (a non-empty string)"
-    elif kind == "group":
-        if not _present(message.get("groupId")):
-            return "group needs groupId"
-    elif kind in ("page", "screen"):
-        for key in _TEXT_FIELDS:
-            value = message.get(key)
-            if value is not None and not isinstance(value, str):
-                return f"{key} must be a string, not {_json_kind(value)}"
+    rules = KINDS[kind]
+    if rules.identified and not any(present(message.get(key)) for key in IDENTITY):
+        return f"{kind} needs {' or '.join(IDENTITY)}"
+    if not all(is_given(key, message.get(key)) for key in rules.required):
+        return f"{kind} needs {' and '.join(_NEEDED.get(k, k) for k in rules.required)}"
+    for key in rules.text:
+        value = message.get(key)
+        if value is not None and not is_text(value):
+            return f"{key} must be a string, not {_json_kind(value)}"
     return None
 
 
