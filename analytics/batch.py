@@ -12,6 +12,7 @@ from typing import Any
 
 from .encode import encode
 from .ids import now_millis
+from .options import DEFAULTS
 
 MAX_BATCH_BYTES = 500_000
 MAX_MESSAGE_BYTES = 32_768
@@ -43,7 +44,9 @@ class Fit(enum.Enum):
 class Batcher:
     """Collects encoded messages into one request body within the count and byte limits."""
 
-    def __init__(self, max_count: int = 100, max_bytes: int = MAX_BATCH_BYTES) -> None:
+    def __init__(
+        self, max_count: int = DEFAULTS.batch_size, max_bytes: int = MAX_BATCH_BYTES
+    ) -> None:
         if max_count < 1:
             raise ValueError("max_count must be at least 1")
         if max_bytes < _OVERHEAD + MAX_MESSAGE_BYTES:

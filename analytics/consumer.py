@@ -58,8 +58,8 @@ class Consumer:
         settler: Settler,
         batch_size: int,
         flush_interval: float,
-        keeper: SpoolKeeper | None = None,
-        replay_interval: float = 5.0,
+        keeper: SpoolKeeper | None,
+        replay_interval: float,
     ) -> None:
         self.queue = q
         self.encode = encode
