@@ -42,6 +42,13 @@ def _help(option: str) -> str:
     return f"{BY_NAME[option].doc} (default {BY_NAME[option].default})"
 
 
+def _add_option(p: argparse.ArgumentParser, option: str, kind: type, metavar: str) -> None:
+    """`--<option>` for a numeric option of the table, with its default and help."""
+    flag = "--" + option.replace("_", "-")
+    default = BY_NAME[option].default
+    p.add_argument(flag, type=kind, default=default, metavar=metavar, help=_help(option))
+
+
 def _add_connection(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--write-key", help=f"the source's write key (default: ${WRITE_KEY_ENV}; prefer the "
@@ -51,14 +58,8 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
         "--host", help=f"{BY_NAME['host'].doc} (default: ${HOST_ENV}, else {DEFAULTS.host})"
     )
     p.add_argument("--gzip", action="store_true", help=BY_NAME["gzip"].doc)
-    p.add_argument(
-        "--timeout", type=float, default=DEFAULTS.timeout, metavar="SECONDS",
-        help=_help("timeout"),
-    )  # fmt: skip
-    p.add_argument(
-        "--max-retries", type=int, default=DEFAULTS.max_retries, metavar="N",
-        help=_help("max_retries"),
-    )  # fmt: skip
+    _add_option(p, "timeout", float, "SECONDS")
+    _add_option(p, "max_retries", int, "N")
     p.add_argument("--debug", action="store_true", help="log what the library does on stderr")
 
 
@@ -113,14 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         "JSON) per line. Bad lines are reported and skipped, never stop the import.",
     )
     p.add_argument("file", metavar="FILE", help="a .jsonl file, or - for stdin")
-    p.add_argument(
-        "--batch-size", type=int, default=DEFAULTS.batch_size, metavar="N",
-        help=_help("batch_size"),
-    )  # fmt: skip
-    p.add_argument(
-        "--max-queue-size", type=int, default=DEFAULTS.max_queue_size, metavar="N",
-        help=_help("max_queue_size"),
-    )  # fmt: skip
+    _add_option(p, "batch_size", int, "N")
+    _add_option(p, "max_queue_size", int, "N")
     p.add_argument("--dry-run", action="store_true", help="validate only; send nothing")
     p.add_argument(
         "--rejects", metavar="FILE",
