@@ -13,6 +13,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from .. import spec
 from ..client import Client, Message, Result
 from ..context import current_scope, deep_merge
 from ..errors import ValidationError
@@ -22,11 +23,8 @@ from .wire import host_for
 
 
 def _mapping(name: str, value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValidationError(f"{name} must be a mapping (dict), not {type(value).__name__}")
-    return dict(value)
+    """A copy of a mapping argument ({} for None), by the spec's mapping rule."""
+    return {} if value is None else dict(spec.mapping(name, value))
 
 
 class ATrackClient(Client):
