@@ -25,9 +25,10 @@ from .errors import (
     RetriesExhausted,
     ValidationError,
 )
-from .options import ALIASES, DEFAULTS, FACADE_OPTIONS, OnError, Option
+from .options import ALIASES, DEFAULTS, FACADE_OPTIONS, Option
 from .retry import Backoff
 from .serverless import flush_after
+from .typing import OnError
 from .version import LIBRARY_NAME, VERSION
 
 __version__ = VERSION

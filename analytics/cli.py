@@ -15,12 +15,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Protocol
 
-from .client import Client, Result
+from .client import Client
 from .collector.validate import check
 from .errors import APIError, QueueFull, RetriesExhausted, ValidationError
 from .log import logger
 from .options import BY_NAME, DEFAULTS
 from .spec import MESSAGE_TYPES
+from .typing import Result
 
 EXIT_OK = 0
 EXIT_NOT_DELIVERED = 1

@@ -1,9 +1,6 @@
-"""`Client`: the six calls of one source (write key). It checks what only the call can
-(size, shut down, stub, fork) on the caller's thread and hands the message to its
-process's `Pipeline`, which queues, sends and settles it.
-
-The hot path (`track` and friends) is: build the message (a copy of what it was given),
-encode it to check its size, queue it; the consumer encodes it again for the batch.
+"""`Client`: the six calls of one source (write key). On the caller's thread it checks what
+only the call can (size, shut down, stub, fork), then hands the message to this process's
+`Pipeline`, which queues, sends and settles it.
 """
 
 from __future__ import annotations
@@ -12,24 +9,16 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-from . import lifecycle, messages, protocols
+from . import lifecycle, log, messages, protocols
 from .batch import MAX_MESSAGE_BYTES
-from .errors import ClientShutdown, DeliveryError, MessageTooLarge, ValidationError
-from .ids import Id
-from .log import logger
-from .messages import Timestamp
-from .options import DEFAULTS, OnError, Settings, resolve
+from .errors import ValidationError
+from .options import DEFAULTS, Settings, resolve
 from .pipeline import Pipeline, Plan
 from .retry import Backoff
-from .spool import Spool
 from .spooling import open_spool
-
-Message = dict[str, Any]
-Result = tuple[bool, Message]
-Fields = Optional[Mapping[str, Any]]  # properties, traits, context, integrations
+from .typing import Fields, Id, Message, OnError, Result, Timestamp
 
 
 class Client:
@@ -44,36 +33,26 @@ class Client:
         kind = protocols.client_class(protocols.load(protocol)) if cls is Client else None
         return super().__new__(kind if kind is not None else cls)
 
+    # fmt: off
     def __init__(
-        self,
-        write_key: str | None = DEFAULTS.write_key,
+        self, write_key: str | None = DEFAULTS.write_key,
         host: str | None = None,  # None: the protocol's default host
-        debug: bool = DEFAULTS.debug,
-        max_queue_size: int = DEFAULTS.max_queue_size,
-        send: bool | None = None,
-        on_error: OnError | None = DEFAULTS.on_error,
-        gzip: bool = DEFAULTS.gzip,
-        max_retries: int = DEFAULTS.max_retries,
-        sync_mode: bool = DEFAULTS.sync_mode,
-        timeout: float = DEFAULTS.timeout,
-        proxies: dict[str, str] | None = DEFAULTS.proxies,
-        thread: int = DEFAULTS.thread,
-        upload_size: int | None = None,
-        upload_interval: float | None = None,
+        debug: bool = DEFAULTS.debug, max_queue_size: int = DEFAULTS.max_queue_size,
+        send: bool | None = None, on_error: OnError | None = DEFAULTS.on_error,
+        gzip: bool = DEFAULTS.gzip, max_retries: int = DEFAULTS.max_retries,
+        sync_mode: bool = DEFAULTS.sync_mode, timeout: float = DEFAULTS.timeout,
+        proxies: dict[str, str] | None = DEFAULTS.proxies, thread: int = DEFAULTS.thread,
+        upload_size: int | None = None, upload_interval: float | None = None,
         log_handler: logging.Handler | None = DEFAULTS.log_handler,
-        *,
+        *,  # above: Segment's positional order; below: this library's options
         # None: not given, so that an alias and its option can be told apart (see options)
-        stub: bool | None = None,
-        batch_size: int | None = None,
-        flush_interval: float | None = None,
-        shutdown_timeout: float = DEFAULTS.shutdown_timeout,
-        protocol: str = DEFAULTS.protocol,
-        spool_path: str | None = DEFAULTS.spool_path,
-        durable: bool = DEFAULTS.durable,
-        spool_max_bytes: int = DEFAULTS.spool_max_bytes,
-        fsync: bool = DEFAULTS.fsync,
-        backoff: Backoff = DEFAULTS.backoff,
+        stub: bool | None = None, batch_size: int | None = None,
+        flush_interval: float | None = None, shutdown_timeout: float = DEFAULTS.shutdown_timeout,
+        protocol: str = DEFAULTS.protocol, spool_path: str | None = DEFAULTS.spool_path,
+        durable: bool = DEFAULTS.durable, spool_max_bytes: int = DEFAULTS.spool_max_bytes,
+        fsync: bool = DEFAULTS.fsync, backoff: Backoff = DEFAULTS.backoff,
     ) -> None:
+        # fmt: on
         # The first statement, so that locals() holds the parameters and nothing else.
         given = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.protocol = protocols.load(protocol)
@@ -84,48 +63,32 @@ class Client:
         self.settings: Settings = s
         self._write_key = s.write_key or ""
         self.host, self.stub, self.sync_mode = s.host, s.stub, s.sync_mode
-        self._on_error, self.debug, self.gzip = s.on_error, s.debug, s.gzip
-        self.timeout, self.proxies, self.max_retries = s.timeout, s.proxies, s.max_retries
-        self.max_queue_size, self.batch_size = s.max_queue_size, s.batch_size
+        self.debug, self.gzip, self.timeout, self.proxies = s.debug, s.gzip, s.timeout, s.proxies
+        self.max_queue_size, self.max_retries = s.max_queue_size, s.max_retries
         self.flush_interval, self.shutdown_timeout = s.flush_interval, s.shutdown_timeout
-        self.durable = s.durable
-        if s.debug:
-            logger.setLevel(logging.DEBUG)
-        if s.log_handler is not None:
-            logger.addHandler(s.log_handler)
-        self._spool: Spool | None = None
-        if s.spool_path and not self.stub:
-            self._spool = open_spool(s.spool_path, s.spool_max_bytes, s.fsync)
+        self.durable, limit = s.durable, self.protocol.batch_limit  # A-Track's: 1
+        self.batch_size = s.batch_size if limit is None else min(s.batch_size, limit)
+        self._plan = Plan.of(s, self.batch_size)
+        log.configure(s.debug, s.log_handler)
+        self._spool = open_spool(s) if s.spool_path and not self.stub else None
         self.sent: list[Message] = []  # stub mode: what would have been sent
-        self._start_process_state()
+        self._start_process_state(s.on_error)
         lifecycle.register(self)
         if self._spool is not None and not self.sync_mode:
             self._pipeline.start()  # replay what an earlier run left, without waiting for a call
 
-    def _start_process_state(self, closed: bool = False) -> None:
+    def _start_process_state(self, on_error: OnError | None, closed: bool = False) -> None:
         """Everything that belongs to one process: rebuilt in a forked child."""
         self._pid = os.getpid()
         self._transport = self.protocol.make_sender(
             self._write_key, self.host, self.timeout, self.proxies, self.gzip
         )
         self._encode = self._transport.encode
-        plan = Plan.of(self.settings, self.batch_size)
-        self._pipeline = Pipeline(plan, self._transport, self.on_error, self._spool)
-        self._pipeline.closed = closed
+        self._pipeline = Pipeline(self._plan, self._transport, on_error, self._spool, closed)
 
     def _default_host(self) -> str:
         """The host when none is given: the protocol's (A-Track's depends on its geo)."""
         return self.protocol.default_host
-
-    @property
-    def batch_size(self) -> int:
-        """Messages per request at most (never above the protocol's limit)."""
-        limit = self.protocol.batch_limit
-        return self._batch_size if limit is None else min(self._batch_size, limit)
-
-    @batch_size.setter
-    def batch_size(self, value: int) -> None:
-        self._batch_size = value
 
     def __repr__(self) -> str:
         mode = "stub" if self.stub else "sync" if self.sync_mode else "queue"
@@ -133,15 +96,12 @@ class Client:
 
     @property
     def on_error(self) -> OnError | None:
-        """`on_error(error, batch)`, called once for every message that will not be sent."""
-        return self._on_error
+        """`on_error(error, batch)`: called once for every message that will not be sent."""
+        return self._pipeline.settler.on_error
 
     @on_error.setter
     def on_error(self, value: OnError | None) -> None:
-        self._on_error = value
-        pipeline = getattr(self, "_pipeline", None)
-        if pipeline is not None:
-            pipeline.settler.on_error = value
+        self._pipeline.settler.on_error = value
 
     def __enter__(self) -> Client:
         return self
@@ -232,26 +192,21 @@ class Client:
     def _enqueue(self, msg: Message) -> Result:
         data = self._encode(msg)
         pipeline = self._pipeline
-        if len(data) > MAX_MESSAGE_BYTES:
-            error: DeliveryError = MessageTooLarge(len(data), MAX_MESSAGE_BYTES)
-            pipeline.settler.report(error, [msg], False)
-            return False, msg
-        if pipeline.closed:
-            error = ClientShutdown("client is shut down; message not sent")
-            pipeline.settler.report(error, [msg], False)
+        if len(data) > MAX_MESSAGE_BYTES or pipeline.closed:
+            pipeline.refuse(msg, len(data))
             return False, msg
         if self.stub:
-            self._keep(msg)
+            self.sent.append(msg)
+            if len(self.sent) > self.max_queue_size:
+                del self.sent[0]
             return True, msg
+        return self._here().put(msg, data), msg
+
+    def _here(self) -> Pipeline:
+        """This process's pipeline: a forked child builds its own first."""
         if self._pid != os.getpid():
             self.reset_after_fork()
-            pipeline = self._pipeline
-        return pipeline.put(msg, data), msg
-
-    def _keep(self, msg: Message) -> None:
-        self.sent.append(msg)
-        if len(self.sent) > self.max_queue_size:
-            del self.sent[0]
+        return self._pipeline
 
     def fork_lock(self) -> threading.Lock | None:
         """Held across a fork so that no thread is inside SQLite when it happens."""
@@ -262,16 +217,12 @@ class Client:
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued so far. True once all of it is delivered or reported to
         on_error; False if `timeout` seconds ran out first."""
-        if self._pid != os.getpid():
-            self.reset_after_fork()
-        return self._pipeline.flush(timeout)
+        return self._here().flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop the consumer. Later calls return (False, message).
         True if everything queued was delivered or reported within `timeout`."""
-        if self._pid != os.getpid():
-            self.reset_after_fork()
-        return self._pipeline.shutdown(timeout)
+        return self._here().shutdown(timeout)
 
     def retire(self) -> None:
         """Stop taking calls; the consumer delivers what it holds, then ends. Does not wait."""
@@ -290,7 +241,7 @@ class Client:
         """In a forked child: a fresh queue, lock, session and (lazily) thread of its own."""
         if self._pid == os.getpid():
             return
-        closed = self._pipeline.closed
-        if self._spool is not None and not closed:
+        old = self._pipeline
+        if self._spool is not None and not old.closed:
             self._spool.reopen_after_fork()
-        self._start_process_state(closed)
+        self._start_process_state(old.settler.on_error, old.closed)

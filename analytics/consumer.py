@@ -22,9 +22,10 @@ from .batch import MAX_MESSAGE_BYTES, Batcher, Fit
 from .delivery import Delivery
 from .errors import ClientShutdown, MessageTooLarge
 from .log import logger
-from .outcome import Batch, Fate, Message
+from .outcome import Batch, Fate
 from .settle import Settler
 from .spooling import SpoolKeeper
+from .typing import Message
 
 FLUSH = object()  # marker: send what you have now
 STOP = object()  # marker: send what you have and end

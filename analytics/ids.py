@@ -9,11 +9,10 @@ import os
 import random
 import time
 import uuid
-from typing import Any, Union
+from typing import Any
 
 from .errors import ValidationError
-
-Id = Union[str, int, uuid.UUID]
+from .typing import Id as Id  # the type of every id argument
 
 # Message ids come from a private generator seeded from os.urandom, reseeded in a forked
 # child. os.urandom per call would release the GIL on every call (a syscall), letting any

@@ -34,3 +34,11 @@ class Throttle:
             logger.warning(msg + " (%d more like it not logged)", *args, suppressed)
         else:
             logger.warning(msg, *args)
+
+
+def configure(debug: bool, handler: logging.Handler | None) -> None:
+    """A client's `debug` and `log_handler` options: DEBUG level, an added handler."""
+    if debug:
+        logger.setLevel(logging.DEBUG)
+    if handler is not None:
+        logger.addHandler(handler)

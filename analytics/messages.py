@@ -12,19 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
-from typing import Any, Callable, Union
+from typing import Any
 
 from . import spec
 from .context import current_scope, deep_merge
 from .errors import ValidationError
 from .ids import id_or_none, uuid4
 from .spec import timestamp as _timestamp
+from .typing import Fallback, Message
 from .version import LIBRARY_NAME, VERSION
-
-Timestamp = Union[dt.datetime, dt.date, str]
-Message = dict[str, Any]
-# The id of a call that gives none, nor does its scope (a protocol's current user).
-Fallback = Callable[[], Union[str, None]]
 
 
 class Shared(dict):  # type: ignore[type-arg]

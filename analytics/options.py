@@ -15,8 +15,8 @@ from typing import Any, Callable, TypeVar
 from . import protocols
 from .errors import OptionError
 from .retry import Backoff
+from .typing import OnError
 
-OnError = Callable[[Exception, list[dict[str, Any]]], Any]
 Check = Callable[[str, Any], Any]  # (label, value) -> the value to use; raises OptionError
 Label = Callable[[str], str]  # option name -> that option as the user wrote it
 

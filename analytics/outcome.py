@@ -7,11 +7,9 @@ import enum
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from .errors import DeliveryError
-
-Message = dict[str, Any]
+from .typing import Message
 
 
 class Origin(enum.Enum):

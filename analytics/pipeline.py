@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import lifecycle
+from .batch import MAX_MESSAGE_BYTES
 from .consumer import Consumer, Handoff, replay
 from .delivery import Delivery, Waits
-from .errors import ClientShutdown, QueueFull
+from .errors import ClientShutdown, DeliveryError, MessageTooLarge, QueueFull
 from .log import logger
-from .options import OnError, Settings
+from .options import Settings
 from .outcome import Batch, Fate, Origin, Outcome
 from .protocols import Sender
 from .retry import backoff_waits
@@ -24,8 +25,7 @@ from .settle import Settler
 from .spool import REPLAY_INTERVAL, Spool
 from .spooling import SpoolKeeper
 from .stats import Stats
-
-Message = dict[str, Any]
+from .typing import Message, OnError
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,17 @@ class Plan:
 
 class Pipeline:
     def __init__(
-        self, plan: Plan, sender: Sender, on_error: OnError | None, spool: Spool | None
+        self,
+        plan: Plan,
+        sender: Sender,
+        on_error: OnError | None,
+        spool: Spool | None,
+        closed: bool = False,
     ) -> None:
         self.plan = plan
         self.shutdown_timeout = plan.shutdown_timeout  # what the exit-time drain reads
         self.sender = sender
-        self.closed = False  # shut down: calls are refused
+        self.closed = closed  # shut down: calls are refused
         # uWSGI forks its workers from C, without Python's fork protocol: a thread of ours
         # waiting for the GIL at that moment hangs the worker. Its master starts none.
         self._thread_free = lifecycle.in_uwsgi_master()
@@ -113,6 +118,14 @@ class Pipeline:
             # consumer has woken up to take it.)
             time.sleep(0)
         return True
+
+    def refuse(self, msg: Message, size: int) -> None:
+        """A call refused at once: its JSON is over the limit, or the client is shut down."""
+        if size > MAX_MESSAGE_BYTES:
+            error: DeliveryError = MessageTooLarge(size, MAX_MESSAGE_BYTES)
+        else:
+            error = ClientShutdown("client is shut down; message not sent")
+        self.settler.report(error, [msg], False)
 
     def _send_now(self, msg: Message, data: bytes) -> bool:
         """Sync mode: the caller's thread sends the message, with the same policy."""

@@ -7,16 +7,13 @@ that will not be delivered is logged, reported to `on_error` and counted by its 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from .errors import DeliveryError, QueueFull, SpoolFull
 from .log import Throttle, logger
-from .options import OnError
 from .outcome import Batch, Fate, Origin, Outcome
 from .spooling import SpoolKeeper
 from .stats import Stats
-
-Message = dict[str, Any]
+from .typing import Message, OnError
 
 # Reasons that pass (an outage, a full queue, a shutdown): with a spool they wait there.
 PASSING = frozenset({"gave_up", "queue_full", "shutdown"})

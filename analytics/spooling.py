@@ -14,10 +14,10 @@ from .batch import Batcher
 from .errors import ValidationError
 from .journal import Journal, fold_orphans
 from .log import logger
+from .options import Settings
 from .outcome import Batch, Origin
 from .spool import Spool
-
-Message = dict[str, Any]
+from .typing import Message
 
 # Seconds between looks for the journals of ended processes.
 FOLD_INTERVAL = 5.0
@@ -102,11 +102,12 @@ class SpoolKeeper:
         self._evicted += self.spool.add(pairs)
 
 
-def open_spool(path: str, max_bytes: int, fsync: bool) -> Spool | None:
+def open_spool(settings: Settings) -> Spool | None:
     """The spool file a client was given. ValidationError if it cannot be used; None (and
     an error logged) if another process holds it locked for longer than the busy timeout."""
+    path = str(settings.spool_path)
     try:
-        return Spool(path, max_bytes, fsync)
+        return Spool(path, settings.spool_max_bytes, settings.fsync)
     except sqlite3.OperationalError as exc:
         if "locked" not in str(exc) and "busy" not in str(exc):
             raise ValidationError(f"cannot use spool_path {path!r}: {exc}") from None

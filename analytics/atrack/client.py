@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import spec
-from ..client import Client, Message, Result
+from ..client import Client
 from ..context import current_scope, deep_merge
 from ..errors import ValidationError
 from ..ids import Id, id_or_none, now_iso8601, uuid4
+from ..typing import Message, Result
 from .storage import MemoryStorage, User, UserStorage
 from .wire import host_for
 

@@ -9,10 +9,11 @@ from typing import Any, Callable
 
 import flask
 
-from ..client import Client, Result
+from ..client import Client
 from ..context import Scope, scope
 from ..errors import ValidationError
 from ..log import logger
+from ..typing import Result
 from ._common import RequestOptions, parse_options, request_context
 
 PREFIX = "ANALYTICS_"
