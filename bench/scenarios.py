@@ -21,6 +21,7 @@ import logging
 import os
 import pstats
 import queue
+import socket
 import sys
 import threading
 import time
@@ -34,6 +35,7 @@ USER_ID = "user-1234567"
 EVENT = "Order Completed"
 ORDERED_AT = datetime(2024, 5, 17, 12, 30, 15, 250000, tzinfo=timezone.utc)
 WARMUP_CALLS = 1
+WARMUP_IDLE = 200  # idle: calls before the timed ones
 LIBRARY_LOGGERS = ("analytics", "segment", "posthog")
 OURS = ("ours", "ours-json")  # our library: JSON encoder as installed, or the json module
 
@@ -66,6 +68,7 @@ class Library:
                 "bench-write-key", host=host, max_queue_size=max_queue_size, gzip=use_gzip
             )
             self.version = analytics.VERSION
+            self.file = analytics.__file__  # which checkout (bench/compare.py checks it)
             self.backend = analytics.encode.BACKEND
         elif lib == "segment":
             from segment.analytics.client import Client
@@ -252,6 +255,26 @@ def latency(lib: Library, samples: int, idle: float) -> dict[str, Any]:
     return {"calls": calls, "flush_ms": flush_ms}
 
 
+def idle(lib: Library, n: int) -> dict[str, Any]:
+    """Scenario 6: the cost of a call with nothing being sent. The library's host accepts
+    the connection and never answers, so its sender waits in its first request while the
+    calls only queue (the queue is sized so that no backpressure or drop kicks in)."""
+    lib.burst(WARMUP_IDLE)  # the consumer starts and blocks in its first request
+    time.sleep(0.2)
+    t0 = time.perf_counter()
+    lib.burst(n)
+    t1 = time.perf_counter()
+    return {"us_per_call": (t1 - t0) / n * 1e6}
+
+
+def silent_host() -> tuple[socket.socket, str]:
+    """A listening socket that never accepts: connections open, requests never end."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
 def floor(n: int) -> dict[str, Any]:
     """Scenario 5: the same message through a JSON encode and a Queue.put, nothing else."""
     encode = json.JSONEncoder(default=lambda o: o.isoformat()).encode
@@ -282,7 +305,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lib", required=True, choices=[*OURS, "segment", "posthog", "floor"])
     parser.add_argument(
-        "--scenario", required=True, choices=["caller", "e2e", "memory", "latency", "floor"]
+        "--scenario", required=True,
+        choices=["caller", "e2e", "memory", "latency", "floor", "idle"],
     )
     parser.add_argument("--host", default="")
     parser.add_argument("--messages", type=int, default=50_000)
@@ -301,9 +325,19 @@ def main() -> None:
     prof.install()
     if args.scenario == "floor":
         result.update(floor(args.messages))
+    elif args.scenario == "idle":
+        _listener, host = silent_host()  # kept open until the process ends
+        lib = Library(args.lib, host, 4 * (args.messages + WARMUP_IDLE), args.gzip)
+        result["version"] = lib.version
+        if lib.lib in OURS:
+            result["file"] = lib.file
+        result.update(idle(lib, args.messages))
+        result["calls_made"] = WARMUP_IDLE + args.messages
     else:
         lib = Library(args.lib, args.host, args.queue_size, args.gzip)
         result["version"] = lib.version
+        if lib.lib in OURS:
+            result["file"] = lib.file
         if lib.backend:
             result["backend"] = lib.backend
         runners: dict[str, Callable[[], dict[str, Any]]] = {
