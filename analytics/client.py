@@ -14,7 +14,7 @@ from typing import Any, Callable
 from . import lifecycle, log, messages, protocols
 from .batch import MAX_MESSAGE_BYTES
 from .errors import ValidationError
-from .options import DEFAULTS, Settings, resolve
+from .options import BY_NAME, DEFAULTS, Settings, resolve
 from .pipeline import Pipeline, Plan
 from .retry import Backoff
 from .spooling import open_spool
@@ -101,7 +101,8 @@ class Client:
 
     @on_error.setter
     def on_error(self, value: OnError | None) -> None:
-        self._pipeline.settler.on_error = value
+        # The table's check, as at construction: a falsy non-callable means none.
+        self._pipeline.settler.on_error = BY_NAME["on_error"].check("on_error", value)
 
     def __enter__(self) -> Client:
         return self

@@ -70,11 +70,17 @@ def _host(label: str, value: Any) -> str:
 
 
 def _on_error(label: str, value: Any) -> OnError | None:
-    if value is None or value is False:  # Segment's library takes on_error=False as "none"
+    # A callable is a callback even when it is falsy (one with a __len__ of 0, say).
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    # Segment's library tests `if on_error:`, so any falsy value (False, 0, "") means none.
+    try:
+        falsy = not value
+    except Exception:  # a truth value that cannot be told is no callback either
+        falsy = False
+    if falsy:
         return None
-    if not callable(value):
-        raise OptionError(label, f"{label} must be callable or None, not {type(value).__name__}")
-    return value  # type: ignore[no-any-return]
+    raise OptionError(label, f"{label} must be callable or None, not {type(value).__name__}")
 
 
 def _proxies(label: str, value: Any) -> dict[str, str] | None:

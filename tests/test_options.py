@@ -234,6 +234,36 @@ def test_on_error_false_means_none():
     assert stub_client(on_error=False).on_error is None
 
 
+@pytest.mark.parametrize("value", [False, 0, "", None])
+def test_a_falsy_on_error_means_none(value):
+    client = stub_client(on_error=value)
+    assert client.on_error is None and client.settings.on_error is None
+    client.on_error = print
+    client.on_error = value  # the attribute takes the same values as the option
+    assert client.on_error is None
+
+
+def test_a_falsy_callable_on_error_is_a_callback():
+    from helpers import ErrorLog
+
+    log = ErrorLog()
+    assert not log, "an empty ErrorLog is falsy (it has a __len__)"
+    assert stub_client(on_error=log).on_error is log
+    client = stub_client()
+    client.on_error = log
+    assert client.on_error is log
+
+
+@pytest.mark.parametrize("value", ["print", 1, True, [print]])
+def test_a_truthy_non_callable_on_error_is_refused(value):
+    with pytest.raises(analytics.ValidationError, match="on_error must be callable"):
+        stub_client(on_error=value)
+    client = stub_client()
+    with pytest.raises(analytics.ValidationError, match="on_error must be callable"):
+        client.on_error = value
+    assert client.on_error is None
+
+
 def test_a_queue_smaller_than_a_batch_is_legal():
     """A batch is whatever is queued when it is sent (README, Options)."""
     client = stub_client(max_queue_size=5)
