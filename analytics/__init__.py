@@ -89,6 +89,8 @@ durable: bool = DEFAULTS.durable  # with spool_path: write every message ahead o
 spool_max_bytes: int = DEFAULTS.spool_max_bytes
 fsync: bool = DEFAULTS.fsync  # with spool_path: fsync each spool write
 backoff: Backoff = DEFAULTS.backoff  # the waits between retries
+max_total_backoff_duration: float = DEFAULTS.max_total_backoff_duration  # Segment 2.4's
+max_rate_limit_duration: float = DEFAULTS.max_rate_limit_duration  # Segment 2.4's
 
 default_client: Client | None = None
 

@@ -51,6 +51,8 @@ class Client:
         protocol: str = DEFAULTS.protocol, spool_path: str | None = DEFAULTS.spool_path,
         durable: bool = DEFAULTS.durable, spool_max_bytes: int = DEFAULTS.spool_max_bytes,
         fsync: bool = DEFAULTS.fsync, backoff: Backoff = DEFAULTS.backoff,
+        max_total_backoff_duration: float = DEFAULTS.max_total_backoff_duration,
+        max_rate_limit_duration: float = DEFAULTS.max_rate_limit_duration,
     ) -> None:
         # fmt: on
         # The first statement, so that locals() holds the parameters and nothing else.

@@ -200,6 +200,12 @@ class Settings:
     backoff: Backoff = _option(
         Backoff(), _backoff, "the waits between retries: analytics.Backoff(factor, max_wait)"
     )
+    max_total_backoff_duration: float = _option(
+        43200, number(0), "seconds a batch's backoff retries may go on, from its first failure"
+    )
+    max_rate_limit_duration: float = _option(
+        1800, number(0), "seconds a batch may spend honouring Retry-After waits, from the first"
+    )
 
     def value(self, name: str) -> Any:
         """An option's value by its name or by Segment's alias for it (`send`...)."""
