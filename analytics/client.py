@@ -97,6 +97,12 @@ class Client:
         return f"<analytics.Client host={self.host!r} mode={mode} closed={self._pipeline.closed}>"
 
     @property
+    def write_key(self) -> str | None:
+        """The source's write key, as given (None in a stub client given none). Read-only;
+        never shown in a repr, a log record or an error."""
+        return self.settings.write_key
+
+    @property
     def on_error(self) -> OnError | None:
         """`on_error(error, batch)`: called once for every message that will not be sent."""
         return self._pipeline.settler.on_error

@@ -176,7 +176,7 @@ class Settings:
         1, _anything, "Segment's; ignored: one consumer thread per client", client_only=True
     )
     log_handler: logging.Handler | None = _option(
-        None, _log_handler, "a handler added to the analytics logger", client_only=True
+        None, _log_handler, "a handler added to the analytics logger"
     )
     stub: bool = _option(
         False, boolean, "send nothing; keep messages in client.sent",

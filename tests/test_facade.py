@@ -108,6 +108,35 @@ def test_a_truthy_non_callable_on_error_on_the_module_is_refused(facade):
         analytics.track("u", "e")
 
 
+def test_log_handler_on_the_module_reaches_the_analytics_logger(facade, collector):
+    import logging
+
+    from helpers import ErrorLog
+
+    class Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    handler = Records()
+    logger = logging.getLogger("analytics")
+    try:
+        analytics.log_handler = handler  # Segment's module has the setting
+        analytics.on_error = ErrorLog()
+        collector.fail(400, count=1)
+        analytics.track("u", "rejected")
+        assert analytics.flush(timeout=5)
+        assert handler in logger.handlers
+        assert any("dropped 1 message" in r.getMessage() for r in handler.records), [
+            r.getMessage() for r in handler.records
+        ]
+    finally:
+        logger.removeHandler(handler)
+
+
 def test_changing_stub_after_first_call_takes_effect(facade, collector):
     analytics.track("u", "sent")
     assert analytics.flush(timeout=5)
