@@ -103,6 +103,11 @@ class Client:
         return self.settings.write_key
 
     @property
+    def url(self) -> str:
+        """Where requests go: Segment's `{host}/v1/batch` (A-Track's: its base URL)."""
+        return self._transport.url
+
+    @property
     def on_error(self) -> OnError | None:
         """`on_error(error, batch)`: called once for every message that will not be sent."""
         return self._pipeline.settler.on_error

@@ -137,6 +137,16 @@ def test_log_handler_on_the_module_reaches_the_analytics_logger(facade, collecto
         logger.removeHandler(handler)
 
 
+def test_a_module_host_ending_in_v1_posts_to_v1_batch(facade, collector):
+    analytics.host = collector.url + "/v1"
+    ok, msg = analytics.track("u", "E")
+    assert ok and analytics.flush(timeout=5)
+    assert [r.path for r in collector.requests] == ["/v1/batch"]
+    assert collector.requests[0].ids == [msg["messageId"]]
+    assert analytics.default_client is not None
+    assert analytics.default_client.url == collector.url + "/v1/batch"
+
+
 def test_changing_stub_after_first_call_takes_effect(facade, collector):
     analytics.track("u", "sent")
     assert analytics.flush(timeout=5)
