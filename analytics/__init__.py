@@ -6,6 +6,7 @@ build `analytics.Client` objects, one per source. Drop-in for Segment's Python l
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -89,6 +90,9 @@ durable: bool = DEFAULTS.durable  # with spool_path: write every message ahead o
 spool_max_bytes: int = DEFAULTS.spool_max_bytes
 fsync: bool = DEFAULTS.fsync  # with spool_path: fsync each spool write
 backoff: Backoff = DEFAULTS.backoff  # the waits between retries
+log_handler: logging.Handler | None = DEFAULTS.log_handler  # added to the analytics logger
+max_total_backoff_duration: float = DEFAULTS.max_total_backoff_duration  # Segment 2.4's
+max_rate_limit_duration: float = DEFAULTS.max_rate_limit_duration  # Segment 2.4's
 
 default_client: Client | None = None
 

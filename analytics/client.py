@@ -14,7 +14,7 @@ from typing import Any, Callable
 from . import lifecycle, log, messages, protocols
 from .batch import MAX_MESSAGE_BYTES
 from .errors import ValidationError
-from .options import DEFAULTS, Settings, resolve
+from .options import BY_NAME, DEFAULTS, Settings, resolve
 from .pipeline import Pipeline, Plan
 from .retry import Backoff
 from .spooling import open_spool
@@ -51,6 +51,8 @@ class Client:
         protocol: str = DEFAULTS.protocol, spool_path: str | None = DEFAULTS.spool_path,
         durable: bool = DEFAULTS.durable, spool_max_bytes: int = DEFAULTS.spool_max_bytes,
         fsync: bool = DEFAULTS.fsync, backoff: Backoff = DEFAULTS.backoff,
+        max_total_backoff_duration: float = DEFAULTS.max_total_backoff_duration,
+        max_rate_limit_duration: float = DEFAULTS.max_rate_limit_duration,
     ) -> None:
         # fmt: on
         # The first statement, so that locals() holds the parameters and nothing else.
@@ -95,13 +97,25 @@ class Client:
         return f"<analytics.Client host={self.host!r} mode={mode} closed={self._pipeline.closed}>"
 
     @property
+    def write_key(self) -> str | None:
+        """The source's write key, as given (None in a stub client given none). Read-only;
+        never shown in a repr, a log record or an error."""
+        return self.settings.write_key
+
+    @property
+    def url(self) -> str:
+        """Where requests go: Segment's `{host}/v1/batch` (A-Track's: its base URL)."""
+        return self._transport.url
+
+    @property
     def on_error(self) -> OnError | None:
         """`on_error(error, batch)`: called once for every message that will not be sent."""
         return self._pipeline.settler.on_error
 
     @on_error.setter
     def on_error(self, value: OnError | None) -> None:
-        self._pipeline.settler.on_error = value
+        # The table's check, as at construction: a falsy non-callable means none.
+        self._pipeline.settler.on_error = BY_NAME["on_error"].check("on_error", value)
 
     def __enter__(self) -> Client:
         return self

@@ -3,22 +3,30 @@
 Shared by the consumer thread, sync mode and spool replay, so all follow the same policy.
 It settles nothing (settle.py does). Waits between tries are on an Event, so a shutdown
 interrupts them at once.
+
+Two time bounds (Segment 2.4's), each on one batch and on a monotonic clock: once
+`max_total_backoff` seconds have passed since the batch's first failure that asked for no
+wait, the next such failure gives it up; and a wait a `Retry-After` asks for is not begun if
+it would end more than `max_rate_limit` seconds after the batch was first so answered.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Callable
 
 from .errors import APIError, ClientShutdown, DeliveryError, RetriesExhausted
 from .log import logger
+from .options import DEFAULTS
 from .outcome import DELIVERED, TAKEN, Batch, Outcome
 from .protocols import Reply, Sender
 from .retry import backoff_waits, is_retryable
 from .stats import Stats
 
 Waits = Callable[[], Iterator[float]]  # the backoff policy: a fresh series of waits per batch
+Clock = Callable[[], float]  # monotonic seconds
 
 
 class Delivery:
@@ -29,12 +37,19 @@ class Delivery:
         max_retries: int,
         abort: threading.Event,
         waits: Waits = backoff_waits,
+        *,
+        max_total_backoff: float = DEFAULTS.max_total_backoff_duration,
+        max_rate_limit: float = DEFAULTS.max_rate_limit_duration,
+        now: Clock = time.monotonic,
     ) -> None:
         self.sender = sender
         self.stats = stats
         self.max_retries = max_retries
         self.abort = abort
         self.waits = waits
+        self.max_total_backoff = max_total_backoff
+        self.max_rate_limit = max_rate_limit
+        self.now = now
         # The batch being sent, so that a shutdown out of time can settle it from outside.
         self._inflight_lock = threading.Lock()
         self._inflight: Batch | None = None
@@ -47,6 +62,8 @@ class Delivery:
             self._inflight = batch
         waits = self.waits()
         attempt = 0
+        backoff_since: float | None = None  # the batch's first failure that asked for no wait
+        limited_since: float | None = None  # its first answer with a Retry-After
         items = batch.items
         while True:
             if self.abort.is_set():
@@ -72,6 +89,17 @@ class Delivery:
             wait = next(waits)
             if reply.retry_after is not None:
                 wait = reply.retry_after
+            now = self.now()
+            if wait > 0 and reply.retry_after is not None:  # rate limited: the collector's wait
+                limited_since = now if limited_since is None else limited_since
+                if now + wait - limited_since > self.max_rate_limit:
+                    spent = f"{what}; a Retry-After of {wait:g} s passes max_rate_limit_duration"
+                    return self._fail(RetriesExhausted(attempt, reply.status, spent))
+            else:
+                backoff_since = now if backoff_since is None else backoff_since
+                if now - backoff_since >= self.max_total_backoff:
+                    spent = f"{what}; max_total_backoff_duration ({self.max_total_backoff:g} s)"
+                    return self._fail(RetriesExhausted(attempt, reply.status, f"{spent} spent"))
             logger.debug("attempt %d failed (%s); retrying in %.3f s", attempt, what, wait)
             if self.abort.wait(wait):
                 return self._fail(ClientShutdown("client shut down while retrying the batch"))

@@ -70,11 +70,17 @@ def _host(label: str, value: Any) -> str:
 
 
 def _on_error(label: str, value: Any) -> OnError | None:
-    if value is None or value is False:  # Segment's library takes on_error=False as "none"
+    # A callable is a callback even when it is falsy (one with a __len__ of 0, say).
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    # Segment's library tests `if on_error:`, so any falsy value (False, 0, "") means none.
+    try:
+        falsy = not value
+    except Exception:  # a truth value that cannot be told is no callback either
+        falsy = False
+    if falsy:
         return None
-    if not callable(value):
-        raise OptionError(label, f"{label} must be callable or None, not {type(value).__name__}")
-    return value  # type: ignore[no-any-return]
+    raise OptionError(label, f"{label} must be callable or None, not {type(value).__name__}")
 
 
 def _proxies(label: str, value: Any) -> dict[str, str] | None:
@@ -170,7 +176,7 @@ class Settings:
         1, _anything, "Segment's; ignored: one consumer thread per client", client_only=True
     )
     log_handler: logging.Handler | None = _option(
-        None, _log_handler, "a handler added to the analytics logger", client_only=True
+        None, _log_handler, "a handler added to the analytics logger"
     )
     stub: bool = _option(
         False, boolean, "send nothing; keep messages in client.sent",
@@ -193,6 +199,12 @@ class Settings:
     fsync: bool = _option(False, boolean, "with spool_path: fsync each spool write")
     backoff: Backoff = _option(
         Backoff(), _backoff, "the waits between retries: analytics.Backoff(factor, max_wait)"
+    )
+    max_total_backoff_duration: float = _option(
+        43200, number(0), "seconds a batch's backoff retries may go on, from its first failure"
+    )
+    max_rate_limit_duration: float = _option(
+        1800, number(0), "seconds a batch may spend honouring Retry-After waits, from the first"
     )
 
     def value(self, name: str) -> Any:

@@ -17,7 +17,7 @@ from .consumer import Consumer, Handoff, replay
 from .delivery import Delivery, Waits
 from .errors import ClientShutdown, DeliveryError, MessageTooLarge, QueueFull
 from .log import logger
-from .options import Settings
+from .options import DEFAULTS, Settings
 from .outcome import Batch, Fate, Origin, Outcome
 from .protocols import Sender
 from .retry import backoff_waits
@@ -40,6 +40,8 @@ class Plan:
     durable: bool
     shutdown_timeout: float
     waits: Waits = backoff_waits
+    max_total_backoff_duration: float = DEFAULTS.max_total_backoff_duration
+    max_rate_limit_duration: float = DEFAULTS.max_rate_limit_duration
 
     @classmethod
     def of(cls, settings: Settings, batch_size: int) -> Plan:
@@ -48,6 +50,7 @@ class Plan:
         return cls(
             s.max_queue_size, batch_size, s.flush_interval, s.max_retries, s.sync_mode,
             s.durable, s.shutdown_timeout, s.backoff.waits,
+            s.max_total_backoff_duration, s.max_rate_limit_duration,
         )  # fmt: skip
 
 
@@ -82,7 +85,11 @@ class Pipeline:
             else None
         )
         self.settler = Settler(self.stats, on_error, self.keeper, plan.max_queue_size)
-        self.delivery = Delivery(sender, self.stats, plan.max_retries, self.abort, plan.waits)
+        self.delivery = Delivery(
+            sender, self.stats, plan.max_retries, self.abort, plan.waits,
+            max_total_backoff=plan.max_total_backoff_duration,
+            max_rate_limit=plan.max_rate_limit_duration,
+        )  # fmt: skip
         self.consumer: Consumer | None = None
 
     # -- the hot path ----------------------------------------------------------------------

@@ -32,6 +32,8 @@ class Sender(Protocol):
     ValidationError for what the protocol cannot carry), and sends encoded messages in
     one request, saying what came of it; it never raises and knows nothing of retries."""
 
+    url: str  # where requests go (a protocol with a path per message: their base URL)
+
     def encode(self, message: dict[str, Any]) -> bytes: ...
 
     def send(self, items: Sequence[bytes]) -> Reply: ...

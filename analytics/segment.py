@@ -15,6 +15,19 @@ from .protocols import Reply, WireProtocol
 from .transport import HttpPoster
 
 DEFAULT_HOST = DEFAULTS.host
+PATH = "/v1/batch"
+
+
+def batch_url(host: str) -> str:
+    """Where batches go: `{host}/v1/batch`. A host given with the path or part of it
+    (`.../v1`, `.../v1/batch`, trailing `/`s) is taken as the base it stands for, so the
+    path is never doubled: `https://events.eu1.segmentapis.com/v1` posts to `/v1/batch`."""
+    base = host.rstrip("/")
+    for tail in (PATH, "/v1"):
+        if base.endswith(tail):
+            base = base[: -len(tail)]
+            break
+    return base + PATH
 
 
 class SegmentSender:
@@ -28,7 +41,7 @@ class SegmentSender:
         proxies: dict[str, str] | None,
         gzip: bool,
     ) -> None:
-        self.url = host.rstrip("/") + "/v1/batch"
+        self.url = batch_url(host)
         self.gzip = gzip
         token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
         self._http = HttpPoster(

@@ -298,3 +298,51 @@ def test_the_segment_sender_answers_a_reply_for_an_overflowing_retry_after_date(
         sender.close()
     assert reply.status == 503
     assert reply.retry_after is None
+
+
+# -- the time bounds, on a virtual clock that the waits advance ------------------------------
+
+
+class VirtualTime(RecordingAbort):
+    """An abort Event whose waits advance a clock instead of spending time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.time = 0.0
+
+    def now(self) -> float:
+        return self.time
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.time += timeout or 0.0
+        return super().wait(timeout)
+
+
+def timed(sender: FakeSender, clock: VirtualTime, waits: Waits, **bounds: float) -> Delivery:
+    return Delivery(sender, Stats(), 100, clock, waits, now=clock.now, **bounds)
+
+
+def test_max_total_backoff_gives_up_at_the_first_failure_after_it():
+    clock = VirtualTime()
+    outcome = timed(FakeSender(then=Reply(503)), clock, fixed(1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
+                    max_total_backoff=3.5).deliver(batch())  # fmt: skip
+    assert isinstance(outcome.error, RetriesExhausted) and outcome.error.attempts == 5
+    assert clock.waits == [1.0, 1.0, 1.0, 1.0]  # failures at 0, 1, 2, 3 s retried; at 4 s not
+
+
+def test_max_rate_limit_refuses_a_wait_that_would_end_after_it():
+    clock = VirtualTime()
+    sender = FakeSender(then=Reply(429, retry_after=1.0))
+    outcome = timed(sender, clock, fixed(), max_rate_limit=2.5).deliver(batch())
+    assert isinstance(outcome.error, RetriesExhausted) and outcome.error.attempts == 3
+    assert clock.waits == [1.0, 1.0]  # the third wait would have ended at 3 s
+
+
+def test_the_two_bounds_are_timed_apart():
+    clock = VirtualTime()
+    # Rate limited for 10 s, then failing without a Retry-After: the backoff bound counts
+    # from the first such failure, not from the batch's first try.
+    sender = FakeSender(Reply(429, retry_after=10.0), Reply(503), Reply(503), then=OK)
+    outcome = timed(sender, clock, fixed(0.0, 1.0, 1.0), max_total_backoff=1.5,
+                    max_rate_limit=60).deliver(batch())  # fmt: skip
+    assert outcome is DELIVERED and clock.waits == [10.0, 1.0, 1.0]

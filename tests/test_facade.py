@@ -80,6 +80,73 @@ def test_changing_on_error_after_first_call_takes_effect(facade, collector, erro
     assert len(errors) == 0, f"the old on_error was called: {errors.calls}"
 
 
+@pytest.mark.parametrize("value", [False, 0, ""])
+def test_a_falsy_on_error_on_the_module_means_none(facade, collector, value):
+    analytics.on_error = value
+    collector.fail(400, count=1)
+    ok, _ = analytics.track("u", "rejected")  # reported to no one; nothing raises
+    assert ok and analytics.flush(timeout=5)
+    assert analytics.default_client is not None and analytics.default_client.on_error is None
+    assert analytics.default_client.stats()["dropped_by_reason"].get("rejected") == 1
+
+
+def test_a_falsy_callable_on_error_on_the_module_is_called(facade, collector):
+    from helpers import ErrorLog
+
+    log = ErrorLog()
+    assert not log
+    analytics.on_error = log
+    collector.fail(400, count=1)
+    analytics.track("u", "rejected")
+    assert analytics.flush(timeout=5)
+    assert [type(e) for e, _ in log.wait_for(1, timeout=2)] == [analytics.APIError]
+
+
+def test_a_truthy_non_callable_on_error_on_the_module_is_refused(facade):
+    analytics.on_error = "print"
+    with pytest.raises(analytics.ValidationError, match="on_error must be callable"):
+        analytics.track("u", "e")
+
+
+def test_log_handler_on_the_module_reaches_the_analytics_logger(facade, collector):
+    import logging
+
+    from helpers import ErrorLog
+
+    class Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    handler = Records()
+    logger = logging.getLogger("analytics")
+    try:
+        analytics.log_handler = handler  # Segment's module has the setting
+        analytics.on_error = ErrorLog()
+        collector.fail(400, count=1)
+        analytics.track("u", "rejected")
+        assert analytics.flush(timeout=5)
+        assert handler in logger.handlers
+        assert any("dropped 1 message" in r.getMessage() for r in handler.records), [
+            r.getMessage() for r in handler.records
+        ]
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_a_module_host_ending_in_v1_posts_to_v1_batch(facade, collector):
+    analytics.host = collector.url + "/v1"
+    ok, msg = analytics.track("u", "E")
+    assert ok and analytics.flush(timeout=5)
+    assert [r.path for r in collector.requests] == ["/v1/batch"]
+    assert collector.requests[0].ids == [msg["messageId"]]
+    assert analytics.default_client is not None
+    assert analytics.default_client.url == collector.url + "/v1/batch"
+
+
 def test_changing_stub_after_first_call_takes_effect(facade, collector):
     analytics.track("u", "sent")
     assert analytics.flush(timeout=5)

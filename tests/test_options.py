@@ -74,7 +74,8 @@ def test_the_table_is_the_settings_and_its_aliases_are_segments():
     }  # fmt: skip
     assert (DEFAULTS.value("send"), DEFAULTS.value("upload_size")) == (True, 100)
     assert DEFAULTS.timeout == 15 and DEFAULTS.host == "https://api.segment.io"
-    assert {o.name for o in OPTIONS if o.client_only} == {"thread", "log_handler"}
+    # log_handler is no Client extra: Segment's module has it too
+    assert {o.name for o in OPTIONS if o.client_only} == {"thread"}
     assert all(o.doc and "\n" not in o.doc for o in OPTIONS)
 
 
@@ -232,6 +233,36 @@ def test_write_key_is_required_unless_stub_and_never_shown():
 
 def test_on_error_false_means_none():
     assert stub_client(on_error=False).on_error is None
+
+
+@pytest.mark.parametrize("value", [False, 0, "", None])
+def test_a_falsy_on_error_means_none(value):
+    client = stub_client(on_error=value)
+    assert client.on_error is None and client.settings.on_error is None
+    client.on_error = print
+    client.on_error = value  # the attribute takes the same values as the option
+    assert client.on_error is None
+
+
+def test_a_falsy_callable_on_error_is_a_callback():
+    from helpers import ErrorLog
+
+    log = ErrorLog()
+    assert not log, "an empty ErrorLog is falsy (it has a __len__)"
+    assert stub_client(on_error=log).on_error is log
+    client = stub_client()
+    client.on_error = log
+    assert client.on_error is log
+
+
+@pytest.mark.parametrize("value", ["print", 1, True, [print]])
+def test_a_truthy_non_callable_on_error_is_refused(value):
+    with pytest.raises(analytics.ValidationError, match="on_error must be callable"):
+        stub_client(on_error=value)
+    client = stub_client()
+    with pytest.raises(analytics.ValidationError, match="on_error must be callable"):
+        client.on_error = value
+    assert client.on_error is None
 
 
 def test_a_queue_smaller_than_a_batch_is_legal():

@@ -195,3 +195,99 @@ def test_request_timeout_is_retried(make_client, collector, errors):
     assert client.stats()["retries"] >= 1
     assert client.stats()["delivered"] == 1
     assert len(errors) == 0
+
+
+# -- Segment 2.4's time bounds: max_total_backoff_duration, max_rate_limit_duration -------------
+
+# Waits of a few ms: 1000 retries of them would take seconds, far more than the bounds below.
+TINY_WAITS = analytics.Backoff(factor=0.001, max_wait=0.02)
+
+
+def test_the_duration_bounds_default_to_segments():
+    client = analytics.Client("k", stub=True)
+    assert client.settings.max_total_backoff_duration == 43200  # 12 h
+    assert client.settings.max_rate_limit_duration == 1800  # 30 min
+    for name in ("max_total_backoff_duration", "max_rate_limit_duration"):
+        with pytest.raises(analytics.ValidationError, match=f"{name} must be a number >= 0"):
+            analytics.Client("k", stub=True, **{name: -1})
+        with pytest.raises(analytics.ValidationError, match=f"{name} must be a number >= 0"):
+            analytics.Client("k", stub=True, **{name: "30"})
+
+
+def test_503_forever_is_given_up_once_max_total_backoff_duration_is_spent(
+    make_client, collector, errors
+):
+    collector.fail(503)
+    client = make_client(max_retries=1000, max_total_backoff_duration=0.3, backoff=TINY_WAITS)
+    started = time.monotonic()
+    ok, msg = client.track("u", "E")
+    assert ok and client.flush(timeout=10) is True
+    took = time.monotonic() - started
+    [(error, batch)] = errors.wait_for(1, timeout=2)
+    assert isinstance(error, analytics.RetriesExhausted) and error.status == 503
+    assert "max_total_backoff_duration" in str(error)
+    assert [m["messageId"] for m in batch] == [msg["messageId"]]
+    requests = collector.snapshot()
+    assert 2 < len(requests) == error.attempts < 1001, "retried, then given up by the bound"
+    assert 0.3 <= took < 5, f"{took:.2f} s: given up before the bound, or not by it"
+    stats = client.stats()
+    assert stats["dropped_by_reason"]["gave_up"] == stats["dropped"] == 1
+    assert stats["delivered"] == 0
+    assert client.shutdown(timeout=2)  # nothing more is sent, on_error is not called again
+    assert len(collector.snapshot()) == len(requests) and len(errors) == 1
+
+
+def test_max_total_backoff_duration_zero_means_no_backoff_retry(make_client, collector, errors):
+    collector.fail(500)
+    client = make_client(max_total_backoff_duration=0)
+    client.track("u", "E")
+    assert client.flush(timeout=10) is True
+    [(error, _)] = errors.wait_for(1, timeout=2)
+    assert isinstance(error, analytics.RetriesExhausted) and error.attempts == 1
+    assert len(collector.snapshot()) == 1
+
+
+def test_429_forever_is_given_up_once_max_rate_limit_duration_is_spent(
+    make_client, collector, errors
+):
+    collector.fail(429, retry_after="0.1")
+    client = make_client(max_retries=1000, max_rate_limit_duration=0.3)
+    started = time.monotonic()
+    client.track("u", "E")
+    assert client.flush(timeout=10) is True
+    took = time.monotonic() - started
+    [(error, _)] = errors.wait_for(1, timeout=2)
+    assert isinstance(error, analytics.RetriesExhausted) and error.status == 429
+    assert "max_rate_limit_duration" in str(error)
+    requests = collector.snapshot()
+    # Waits of 0.1 s from the first 429: those ending by 0.3 s are honoured, no later one.
+    assert 2 <= len(requests) <= 4, [r.arrived for r in requests]  # 4: a wait ended early
+    assert requests[-1].arrived - requests[0].arrived < 0.3 + 0.1
+    assert took < 3, f"{took:.2f} s"
+    assert client.stats()["dropped_by_reason"]["gave_up"] == client.stats()["dropped"] == 1
+    assert client.shutdown(timeout=2)  # nothing more is sent, on_error is not called again
+    assert len(collector.snapshot()) == len(requests) and len(errors) == 1
+
+
+def test_a_retry_after_longer_than_max_rate_limit_duration_is_not_waited(
+    make_client, collector, errors
+):
+    collector.fail(503, retry_after="30")
+    client = make_client(max_rate_limit_duration=0.3)
+    started = time.monotonic()
+    client.track("u", "E")
+    assert client.flush(timeout=10) is True
+    assert time.monotonic() - started < 5, "the 30 s wait was begun"
+    [(error, _)] = errors.wait_for(1, timeout=2)
+    assert isinstance(error, analytics.RetriesExhausted) and error.attempts == 1
+    assert len(collector.snapshot()) == 1
+
+
+def test_the_duration_bounds_leave_max_retries_as_it_was(make_client, collector, errors):
+    collector.fail(503)
+    client = make_client(max_retries=3, max_total_backoff_duration=60, backoff=TINY_WAITS)
+    client.track("u", "E")
+    assert client.flush(timeout=10) is True
+    [(error, _)] = errors.wait_for(1, timeout=2)
+    assert isinstance(error, analytics.RetriesExhausted) and error.attempts == 4
+    assert "duration" not in str(error)

@@ -76,6 +76,20 @@ def test_write_key_never_in_client_repr(make_client):
     assert _leaks(str(client)) == []
 
 
+def test_write_key_is_a_read_only_property_that_repr_still_hides(make_client, collector):
+    client = make_client(SECRET)
+    assert client.write_key == SECRET  # Segment's and RudderStack's clients have it
+    with pytest.raises(AttributeError):
+        client.write_key = "another"  # type: ignore[misc]
+    assert client.write_key == SECRET
+    assert _leaks(repr(client)) == [] and _leaks(str(client)) == []
+    assert _leaks(repr(client.settings)) == []
+    client.track("u", "E")
+    assert client.flush(timeout=5)
+    assert collector.requests[0].headers["Authorization"] == f"Basic {SECRET_B64}"
+    assert analytics.Client(stub=True).write_key is None
+
+
 def test_write_key_never_in_errors_given_to_on_error(busy_client, errors):
     kinds = {type(e) for e in errors.errors}
     assert {analytics.RetriesExhausted, analytics.APIError, analytics.MessageTooLarge,

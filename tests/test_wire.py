@@ -122,6 +122,29 @@ def test_host_with_trailing_slash_still_posts_to_v1_batch(make_client, collector
     assert collector.requests[0].path == "/v1/batch"
 
 
+@pytest.mark.parametrize("tail", ["", "/", "/v1", "/v1/", "/v1/batch", "/v1/batch/"])
+def test_a_host_with_the_path_or_part_of_it_posts_to_v1_batch(make_client, collector, tail):
+    client, msg, received = send_one(
+        make_client, collector, CALLS["track"][0], host=collector.url + tail
+    )
+    assert client.url == collector.url + "/v1/batch"
+    assert [r.path for r in collector.requests] == ["/v1/batch"]
+    assert received["messageId"] == msg["messageId"]
+    assert client.host == collector.url + tail  # the option as given
+
+
+def test_client_url_is_read_only_and_follows_the_protocol():
+    client = analytics.Client(WRITE_KEY, stub=True, host="https://events.eu1.segmentapis.com/v1")
+    assert client.url == "https://events.eu1.segmentapis.com/v1/batch"
+    assert analytics.Client(WRITE_KEY, stub=True).url == "https://api.segment.io/v1/batch"
+    with pytest.raises(AttributeError):
+        client.url = "https://elsewhere"  # type: ignore[misc]
+    # Only the path's own parts are taken off: another path stays the base.
+    other = analytics.Client(WRITE_KEY, stub=True, host="https://proxy.example/segment/v2")
+    assert other.url == "https://proxy.example/segment/v2/v1/batch"
+    assert client.shutdown(timeout=2) and other.shutdown(timeout=2)
+
+
 def test_body_is_batch_list_and_sent_at(make_client, collector):
     send_one(make_client, collector, CALLS["track"][0])
     body = collector.requests[0].json

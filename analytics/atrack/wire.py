@@ -136,6 +136,7 @@ class ATrackSender:
         gzip: bool,
     ) -> None:
         self.base_url = host.rstrip("/")
+        self.url = self.base_url  # each message's path (``/event``...) is added to it
         self.gzip = gzip
         self._http = HttpPoster(
             self.base_url, {KEY_HEADER: public_key}, (public_key,), timeout, proxies, gzip
