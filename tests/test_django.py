@@ -343,7 +343,10 @@ def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def is_uuid4(value: Any) -> bool:
-    return isinstance(value, str) and uuid.UUID(value).version == 4 and str(uuid.UUID(value)) == value
+    if not isinstance(value, str):
+        return False
+    parsed = uuid.UUID(value)
+    return parsed.version == 4 and str(parsed) == value
 
 
 def order_with(collector: Any, headers: dict[str, str], **options: Any) -> dict[str, Any]:
