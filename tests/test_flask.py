@@ -392,7 +392,7 @@ def test_failing_getters_are_a_warning_not_a_500(apps, collector, caplog):
 def test_module_calls_go_to_each_apps_client(apps, collector, facade):
     first, _ = apps.make(WRITE_KEY="key-one")
     second, _ = apps.make(WRITE_KEY="key-two")
-    for n in range(2):
+    for _ in range(2):
         for app in (first, second):
             assert app.test_client().get("/order").status_code == 200
     with first.app_context():  # an app context without a request
