@@ -1,4 +1,4 @@
-"""The README's FastAPI / Starlette recipe, in a real FastAPI app driven by TestClient: every
+"""The README's FastAPI setup (the shipped ASGI middleware), in a real FastAPI app and TestClient: every
 event carries the request's context and the scope's user, and concurrent requests (event-loop
 tasks and threadpool threads) never see each other's scope."""
 
