@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import types
-from typing import Any
+from typing import Any, Callable
 
 from .batch import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, Batcher, Fit
 from .client import Client
@@ -104,6 +104,9 @@ _MIRRORS: dict[str, tuple[str, Option]] = {o.name: (alias, o) for alias, o in AL
 _lock = threading.Lock()
 _stale = False
 _retired: list[Client] = []  # replaced default clients still delivering what they hold
+# Hooks an integration registers (Flask: the current app's client); the first Client returned
+# stands in for the default one. Empty unless an integration is used: one falsy check per call.
+_client_resolvers: list[Callable[[], Client | None]] = []
 
 
 class _Facade(types.ModuleType):
@@ -135,10 +138,19 @@ sys.modules[__name__].__class__ = _Facade
 
 
 def _client() -> Client:
+    if _client_resolvers and (found := _resolved()) is not None:
+        return found
     client = default_client
     if client is not None and not _stale:
         return client
     return _rebuild()
+
+
+def _resolved() -> Client | None:
+    for resolver in _client_resolvers:
+        if (found := resolver()) is not None:
+            return found
+    return None
 
 
 def _rebuild() -> Client:
@@ -213,7 +225,8 @@ def join() -> None:
 def _over_clients(method: str, timeout: float | None) -> bool:
     deadline = None if timeout is None else time.monotonic() + timeout
     ok = True
-    for client in _each_client():
+    found = _resolved() if _client_resolvers else None
+    for client in [found] if found is not None else _each_client():
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         ok = getattr(client, method)(remaining) and ok
     return ok

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import threading
+import uuid
 from typing import Any
 
 import pytest
@@ -39,6 +41,7 @@ from django.utils.decorators import sync_and_async_middleware  # noqa: E402
 from django.utils.functional import SimpleLazyObject  # noqa: E402
 
 import analytics  # noqa: E402
+from analytics.integrations import _common  # noqa: E402
 from analytics.integrations.django.apps import AnalyticsConfig  # noqa: E402
 
 SHOP = "/shop/?utm_source=news&utm_medium=email&utm_campaign=spring&utm_term=t&utm_content=c"
@@ -70,6 +73,12 @@ def _set_user(request: Any) -> None:
     how = request.headers.get("X-Test-How", "plain")
     if how == "lazy":  # as django.contrib.auth sets it: evaluated on first use
         request.user = SimpleLazyObject(lambda: user)
+    elif how == "broken":  # an auth backend that fails on first use
+
+        def fail() -> Any:
+            raise LookupError("session store down")
+
+        request.user = SimpleLazyObject(fail)
     elif how == "auser":  # Django >= 5.0 also sets an async getter
 
         async def auser() -> Any:
@@ -104,6 +113,26 @@ def shop(request: Any) -> JsonResponse:
     return JsonResponse({"ok": ok, "messageId": msg["messageId"]})
 
 
+def order(request: Any) -> JsonResponse:
+    """The README's view: no ids, whoever the visitor is."""
+    ok, msg = analytics.track(event="Order Completed", properties={"total": 9.5})
+    return JsonResponse({"ok": ok, "messageId": msg["messageId"]})
+
+
+async def aorder(request: Any) -> JsonResponse:
+    ok, msg = analytics.track(event="Order Completed", properties={"total": 9.5})
+    return JsonResponse({"ok": ok, "messageId": msg["messageId"]})
+
+
+def visitor_from_header(request: Any) -> Any:
+    """Named by dotted path in ANALYTICS["ANONYMOUS_ID_FROM_REQUEST"]."""
+    return request.headers.get("X-Visitor")
+
+
+def broken_visitor(request: Any) -> Any:
+    raise KeyError("no visitor")
+
+
 def whoami(request: Any) -> JsonResponse:
     current = analytics.current_scope()
     assert current is not None
@@ -134,6 +163,8 @@ def on_error_hook(error: Exception, batch: list[dict[str, Any]]) -> None:
 
 urlpatterns = [
     path("shop/", shop),
+    path("order/", order),
+    path("aorder/", aorder),
     path("whoami/", whoami),
     path("meet/", meet),
     path("ameet/", ameet),
@@ -299,6 +330,111 @@ def test_send_ip_false_leaves_the_ip_out():
 def test_a_host_not_allowed_does_not_fail_the_request():
     seen = whoami_with({"HTTP_HOST": "evil.example"})
     assert seen["context"]["page"]["url"] == "/whoami/"  # the path only
+
+
+# -- anonymous visitors ------------------------------------------------------------------------
+
+AJS = "ajs_anonymous_id"
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_common, "_warned", set())  # each test sees its own first warning
+
+
+def is_uuid4(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    parsed = uuid.UUID(value)
+    return parsed.version == 4 and str(parsed) == value
+
+
+def order_with(collector: Any, headers: dict[str, str], **options: Any) -> dict[str, Any]:
+    with override_settings(ANALYTICS=options):
+        response = Client().get("/order/", **headers)
+    assert response.status_code == 200
+    [msg] = [m for m in sent(collector) if m["messageId"] == response.json()["messageId"]]
+    assert msg["event"] == "Order Completed"
+    return msg  # type: ignore[no-any-return]
+
+
+def test_a_signed_out_visitor_gets_a_fresh_anonymous_id(facade, collector):
+    first = order_with(collector, BROWSER)
+    assert "userId" not in first and is_uuid4(first["anonymousId"])
+    assert first["context"]["page"]["path"] == "/order/"
+    second = Client().get("/order/")
+    assert second.status_code == 200
+    ids = {m["anonymousId"] for m in sent(collector)}
+    assert len(ids) == 2  # one per request
+
+
+@pytest.mark.parametrize(
+    ("cookie", "expected"),
+    [
+        ("%22abc-123%22", "abc-123"),  # as analytics.js writes it
+        ("abc-123", "abc-123"),  # unquoted
+        ("%22caf%C3%A9%20%5C%22x%5C%22%22", 'café "x"'),  # both layers, escapes and all
+    ],
+)
+def test_analytics_js_cookie_is_the_anonymous_id(facade, collector, cookie, expected):
+    msg = order_with(collector, {"HTTP_COOKIE": f"other=1; {AJS}={cookie}; last=2"})
+    assert msg["anonymousId"] == expected and "userId" not in msg
+
+
+def test_signed_in_has_the_user_id_and_the_cookie_beside_it(facade, collector):
+    msg = order_with(collector, {"HTTP_X_TEST_USER": "42"})
+    assert msg["userId"] == "42" and "anonymousId" not in msg
+    msg = order_with(collector, {"HTTP_X_TEST_USER": "42", "HTTP_COOKIE": f"{AJS}=%22a-1%22"})
+    assert (msg["userId"], msg["anonymousId"]) == ("42", "a-1")
+
+
+def test_the_anonymous_id_getter_comes_after_the_cookie(facade, collector):
+    getter = f"{__name__}.visitor_from_header"
+    msg = order_with(collector, {"HTTP_X_VISITOR": "v-7"}, ANONYMOUS_ID_FROM_REQUEST=getter)
+    assert msg["anonymousId"] == "v-7"
+    msg = order_with(
+        collector,
+        {"HTTP_X_VISITOR": "v-7", "HTTP_COOKIE": f"{AJS}=%22c-1%22"},
+        ANONYMOUS_ID_FROM_REQUEST=visitor_from_header,
+    )
+    assert msg["anonymousId"] == "c-1"
+
+
+def test_a_failing_getter_is_a_warning_not_a_500(facade, collector, caplog):
+    caplog.set_level(logging.WARNING, logger="analytics")
+    for _ in range(2):
+        msg = order_with(collector, {}, ANONYMOUS_ID_FROM_REQUEST=broken_visitor)
+        assert is_uuid4(msg["anonymousId"])
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "anonymous_id_getter" in warnings[0].getMessage()
+
+
+def test_a_failing_user_is_a_warning_not_a_500(facade, collector, caplog):
+    caplog.set_level(logging.WARNING, logger="analytics")
+    msg = order_with(collector, {"HTTP_X_TEST_USER": "3", "HTTP_X_TEST_HOW": "broken"})
+    assert "userId" not in msg and is_uuid4(msg["anonymousId"])
+    assert any("LookupError" in r.getMessage() for r in caplog.records)
+
+
+def test_an_async_signed_out_request_gets_an_anonymous_id(facade, collector):
+    async def main() -> list[int]:
+        client = AsyncClient()
+        plain = await client.get("/aorder/")
+        cookie = await client.get("/aorder/", headers={"Cookie": f"{AJS}=%22as-1%22"})
+        user = await client.get("/aorder/", headers={"X-Test-User": "5", "X-Test-How": "auser"})
+        return [plain.status_code, cookie.status_code, user.status_code]
+
+    assert asyncio.run(main()) == [200, 200, 200]
+    first, second, third = sent(collector)
+    assert is_uuid4(first["anonymousId"]) and "userId" not in first
+    assert second["anonymousId"] == "as-1"
+    assert third["userId"] == "5" and "anonymousId" not in third
+
+
+def test_a_wrong_anonymous_id_setting_is_named():
+    bad = override_settings(ANALYTICS={"ANONYMOUS_ID_FROM_REQUEST": 3})
+    with bad, pytest.raises(ImproperlyConfigured, match="ANONYMOUS_ID_FROM_REQUEST"):
+        Client().get("/order/")
 
 
 # -- concurrency -------------------------------------------------------------------------------

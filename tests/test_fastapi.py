@@ -1,6 +1,6 @@
-"""The README's FastAPI / Starlette recipe, in a real FastAPI app driven by TestClient: every
-event carries the request's context and the scope's user, and concurrent requests (event-loop
-tasks and threadpool threads) never see each other's scope."""
+"""The README's FastAPI setup (the shipped ASGI middleware) in a real FastAPI app, via TestClient:
+every event carries the request's context and the scope's user, and concurrent requests
+(event-loop tasks and threadpool threads) never see each other's scope."""
 
 from __future__ import annotations
 

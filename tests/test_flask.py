@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import logging
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 flask = pytest.importorskip("flask")
 
 import analytics  # noqa: E402
+from analytics.integrations import _common  # noqa: E402
 from analytics.integrations.flask import Analytics  # noqa: E402
 
 SHOP = "/shop?utm_source=news&utm_medium=email&utm_campaign=spring&utm_term=t&utm_content=c"
@@ -67,6 +70,11 @@ class Apps:
             self.gate["barrier"].wait()  # both requests are inside their scopes now
             ext.track(event="Met", properties={"ua": flask.request.headers["User-Agent"]})
             return {}
+
+        @app.get("/order")
+        def order() -> Any:  # the README's view: the module, no ids
+            ok, msg = analytics.track(event="Order Completed", properties={"app": app.name})
+            return {"ok": ok, "messageId": msg["messageId"]}
 
         @app.get("/boom")
         def boom() -> Any:
@@ -287,3 +295,119 @@ def test_the_protocol_is_a_config_key(apps):
 def test_a_wrong_new_option_is_named(apps, config, key):
     with pytest.raises(analytics.ValidationError, match=key):
         apps.make(**config)
+
+
+# -- anonymous visitors, and the module's calls in an app ------------------------------------
+
+AJS = "ajs_anonymous_id"
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_common, "_warned", set())  # each test sees its own first warning
+
+
+def is_uuid4(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    parsed = uuid.UUID(value)
+    return parsed.version == 4 and str(parsed) == value
+
+
+def key_of(request: Any) -> str:
+    return base64.b64decode(request.headers["Authorization"].split()[1]).decode()
+
+
+def order(app: Any, collector: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """GET /order (a view calling the module's `analytics.track`); the event as it arrived."""
+    client = app.test_client()
+    headers = dict(headers or {})
+    for pair in filter(None, headers.pop("Cookie", "").split("; ")):
+        name, _, value = pair.partition("=")  # Werkzeug's client sends its own jar's cookies
+        client.set_cookie(name, value)
+    response = client.get("/order", headers=headers)
+    assert response.status_code == 200, response.text
+    with app.app_context():
+        assert analytics.flush(timeout=5)  # the module's flush: this app's client
+    wanted = response.json["messageId"]
+    [msg] = [m for m in collector.messages() if m["messageId"] == wanted]
+    return msg  # type: ignore[no-any-return]
+
+
+def test_a_signed_out_visitor_gets_an_anonymous_id_and_the_apps_key(apps, collector):
+    app, _ = apps.make()
+    msg = order(app, collector)
+    assert "userId" not in msg and is_uuid4(msg["anonymousId"])
+    assert msg["properties"] == {"app": app.name}
+    assert {key_of(r) for r in collector.snapshot()} == {"flask-key:"}
+    assert analytics.write_key is None or analytics.write_key != "flask-key"
+
+
+@pytest.mark.parametrize(("cookie", "expected"), [("%22abc-123%22", "abc-123"), ("abc", "abc")])
+def test_analytics_js_cookie_is_the_anonymous_id(apps, collector, cookie, expected):
+    app, _ = apps.make()
+    msg = order(app, collector, {"Cookie": f"x=1; {AJS}={cookie}"})
+    assert msg["anonymousId"] == expected and "userId" not in msg
+
+
+def test_signed_in_has_the_user_id_and_the_cookie_beside_it(apps, collector):
+    app, _ = apps.make()
+    msg = order(app, collector, {"X-Test-User": "42"})
+    assert msg["userId"] == "42" and "anonymousId" not in msg
+    msg = order(app, collector, {"X-Test-User": "42", "Cookie": f"{AJS}=%22a-1%22"})
+    assert (msg["userId"], msg["anonymousId"]) == ("42", "a-1")
+
+
+def visitor_from_header(request: Any) -> Any:
+    return request.headers.get("X-Visitor")
+
+
+def test_the_anonymous_id_getter_by_keyword_or_config(apps, collector):
+    app, _ = apps.make(Analytics(anonymous_id_getter=visitor_from_header))
+    assert order(app, collector, {"X-Visitor": "v-1"})["anonymousId"] == "v-1"
+    by_config, _ = apps.make(ANONYMOUS_ID_FROM_REQUEST=f"{__name__}.visitor_from_header")
+    assert order(by_config, collector, {"X-Visitor": "v-2"})["anonymousId"] == "v-2"
+    cookie_first = {"X-Visitor": "v-3", "Cookie": f"{AJS}=%22c-3%22"}
+    assert order(by_config, collector, cookie_first)["anonymousId"] == "c-3"
+
+
+def test_failing_getters_are_a_warning_not_a_500(apps, collector, caplog):
+    def no_user() -> Any:
+        raise RuntimeError("login manager down")
+
+    def no_visitor(request: Any) -> Any:
+        raise KeyError("visitor")
+
+    caplog.set_level(logging.WARNING, logger="analytics")
+    app, _ = apps.make(Analytics(user_id_getter=no_user, anonymous_id_getter=no_visitor))
+    for _ in range(2):
+        msg = order(app, collector)
+        assert "userId" not in msg and is_uuid4(msg["anonymousId"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2  # once per getter and exception type, not once per request
+    assert any("user_id_getter" in w and "RuntimeError" in w for w in warnings)
+    assert any("anonymous_id_getter" in w and "KeyError" in w for w in warnings)
+
+
+def test_module_calls_go_to_each_apps_client(apps, collector, facade):
+    first, _ = apps.make(WRITE_KEY="key-one")
+    second, _ = apps.make(WRITE_KEY="key-two")
+    for _ in range(2):
+        for app in (first, second):
+            assert app.test_client().get("/order").status_code == 200
+    with first.app_context():  # an app context without a request
+        assert analytics.track("batch-job", "Job Ran")[0]
+        assert analytics.flush(timeout=5)
+    with second.app_context():
+        assert analytics.flush(timeout=5)
+    analytics.track("outside", "Module Default")  # no app context: the module's client
+    assert analytics.flush(timeout=5)
+    by_key: dict[str, list[str]] = {}
+    for request in collector.snapshot():
+        by_key.setdefault(key_of(request), []).extend(
+            m["properties"].get("app", m["event"]) for m in request.messages
+        )
+    assert sorted(by_key["key-one:"]) == sorted([first.name, first.name, "Job Ran"])
+    assert by_key["key-two:"] == [second.name, second.name]
+    assert by_key[f"{facade.write_key}:"] == ["Module Default"]
+    assert len(by_key) == 3

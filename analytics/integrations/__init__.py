@@ -1,1 +1,2 @@
-"""Integrations with web frameworks: Django (`.django`) and Flask (`.flask`)."""
+"""Integrations with web frameworks: Django (`.django`), Flask (`.flask`) and any ASGI app, such
+as FastAPI or Starlette (`.asgi`)."""

@@ -1,18 +1,25 @@
-"""What the web integrations share: their settings, checked by name, and the client's address.
-
-Framework-free; each integration reads its own configuration and passes it here.
+"""What the web integrations share: their settings, checked by name, the client's address and
+the rule that gives every request an id. Framework-free; each integration passes its request here.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
+from urllib.parse import unquote
 
 from ..context import context_from_request
 from ..errors import OptionError as OptionError  # re-exported: the integrations raise it
+from ..ids import id_or_none
+from ..log import logger
 from ..options import FACADE_OPTIONS, Check, boolean, checked, integer, resolve
+
+AnonymousIdGetter = Callable[[Any], Any]  # the request -> an id (str, int, UUID) or None
 
 
 @dataclass(frozen=True)
@@ -22,9 +29,10 @@ class RequestOptions:
     user_id_from_request: bool = True
     trusted_proxy_count: int = 0
     send_ip: bool = True
+    anonymous_id_getter: AnonymousIdGetter | None = None
 
 
-def _on_error(label: str, value: Any) -> Any:
+def _imported(label: str, value: Any) -> Any:
     """A dotted path ("myapp.analytics.report") becomes what it names; the option's own
     check then takes it (a callable or None)."""
     if isinstance(value, str):
@@ -44,11 +52,35 @@ CLIENT_OPTIONS: dict[str, str] = {
     for name in (option.name, option.alias)
     if name is not None
 }
+
+
+def getter(label: str, value: Any) -> Any:
+    """None, a callable, or the dotted path of one ("myapp.analytics.visitor_id")."""
+    value = _imported(label, value)
+    if value is not None and not callable(value):
+        raise OptionError(label, f"{label} must be a callable or None, not {value!r}")
+    return value
+
+
 REQUEST_OPTIONS: dict[str, tuple[str, Check]] = {
     "USER_ID_FROM_REQUEST": ("user_id_from_request", boolean),
     "TRUSTED_PROXY_COUNT": ("trusted_proxy_count", integer(0)),
     "SEND_IP": ("send_ip", boolean),
+    "ANONYMOUS_ID_FROM_REQUEST": ("anonymous_id_getter", getter),
 }
+
+
+def request_options(options: Mapping[str, Any], label: Callable[[str], str]) -> RequestOptions:
+    """RequestOptions from upper-case request settings only; raises OptionError naming a wrong
+    or unknown one."""
+    values: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in REQUEST_OPTIONS:
+            where, known = label(str(key)), ", ".join(REQUEST_OPTIONS)
+            raise OptionError(where, f"unknown setting {where} (known: {known})")
+        name, check = REQUEST_OPTIONS[key]
+        values[name] = check(label(key), value)
+    return RequestOptions(**values)
 
 
 def parse_options(
@@ -65,18 +97,17 @@ def parse_options(
             where = label(str(key))
             raise OptionError(where, f"unknown setting {where} (known: {known})")
         if key in REQUEST_OPTIONS:
-            name, check = REQUEST_OPTIONS[key]
-            request[name] = check(label(key), value)
+            request[key] = value
             continue
         name = CLIENT_OPTIONS[key]
-        given[name] = _on_error(label(key), value) if name == "on_error" else value
+        given[name] = _imported(label(key), value) if name == "on_error" else value
 
     def by_name(name: str) -> str:
         return label(name.upper())
 
     client = checked(given, by_name)
     resolve(client, by_name, require_write_key=require_write_key)  # the rules across options
-    return client, RequestOptions(**request)
+    return client, request_options(request, label)
 
 
 def client_ip(
@@ -110,3 +141,73 @@ def request_context(
         user_agent=user_agent,
         locale=accept_language,
     )
+
+
+# -- the ids of a request ----------------------------------------------------------------------
+
+AJS_COOKIE = "ajs_anonymous_id"
+_COOKIE_SEPARATORS = re.compile("[;,]")
+_MAX_ID = 512  # a cookie is the visitor's to write: a longer value is not an id of ours
+_warned: set[tuple[str, type[BaseException]]] = set()
+
+
+def warn_once(what: str, exc: BaseException) -> None:
+    """WARNING, with the traceback, the first time `what` fails with this exception type;
+    DEBUG after that (a getter that always fails must not flood the logs)."""
+    key = (what, type(exc))
+    if key in _warned:
+        logger.debug("analytics: %s failed again", what, exc_info=exc)
+        return
+    _warned.add(key)
+    logger.warning(
+        "analytics: %s failed (%s); the request goes on with an anonymous id",
+        what,
+        type(exc).__name__,
+        exc_info=exc,
+    )
+
+
+def guarded_id(what: str, get: Callable[[], Any]) -> str | None:
+    """`get()` as an id, or None: whatever it raises or a wrong type is logged, never raised."""
+    try:
+        return id_or_none(what, get())
+    except Exception as exc:
+        warn_once(what, exc)
+        return None
+
+
+def cookie_anonymous_id(cookie_header: str | None) -> str | None:
+    """The anonymous id analytics.js keeps in its `ajs_anonymous_id` cookie: JSON-quoted, then
+    URL-encoded (`%22abc-123%22`); an unquoted value is taken as is. None when absent or bad."""
+    if not cookie_header:
+        return None
+    # "," too: no cookie value holds one (RFC 6265), and servers join split headers with it
+    for part in _COOKIE_SEPARATORS.split(cookie_header):
+        name, sep, raw = part.partition("=")
+        if not sep or name.strip() != AJS_COOKIE:
+            continue
+        value = unquote(raw.strip())
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = value[1:-1]
+        if isinstance(value, str) and 0 < len(value.strip()) <= _MAX_ID:
+            return value.strip()
+        return None
+    return None
+
+
+def anonymous_id(
+    options: RequestOptions, user_id: str | None, cookie_header: str | None, request: Any
+) -> str | None:
+    """The request's anonymous id, the one rule of every integration: analytics.js's cookie,
+    else the `anonymous_id_getter`'s, else (no user id either) a fresh UUID4. A signed-in user
+    with neither keeps only the user id."""
+    found = cookie_anonymous_id(cookie_header)
+    get = options.anonymous_id_getter
+    if found is None and get is not None:
+        found = guarded_id("anonymous_id_getter", lambda: get(request))
+    if found is None and user_id is None:
+        found = str(uuid.uuid4())  # so that a call without ids never fails a request
+    return found

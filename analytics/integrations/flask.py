@@ -1,20 +1,29 @@
 """Flask integration: `Analytics(app)` builds each app its own `analytics.Client` from its
-`ANALYTICS_*` config and opens an `analytics.scope` around every request."""
+`ANALYTICS_*` config, opens an `analytics.scope` around every request and sends the module's
+calls made inside that app to its client."""
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import flask
 
+import analytics
+
 from ..client import Client
 from ..context import Scope, scope
-from ..errors import ValidationError
 from ..log import logger
 from ..typing import Result
-from ._common import RequestOptions, parse_options, request_context
+from ._common import (
+    AnonymousIdGetter,
+    RequestOptions,
+    anonymous_id,
+    guarded_id,
+    parse_options,
+    request_context,
+)
 
 PREFIX = "ANALYTICS_"
 EXTENSION = "analytics"
@@ -40,14 +49,20 @@ class Analytics:
     """The extension: `Analytics(app)` or `ext = Analytics(); ext.init_app(app)`.
 
     `user_id_getter`, called inside each request, returns the signed-in user's id or None;
-    `ANALYTICS_USER_ID_FROM_REQUEST = False` turns it off. `track` and the other calls go to
-    the client of `flask.current_app`.
+    `ANALYTICS_USER_ID_FROM_REQUEST = False` turns it off. `anonymous_id_getter(request)` (or
+    `ANALYTICS_ANONYMOUS_ID_FROM_REQUEST`) is asked when analytics.js's cookie is absent. `track`
+    and the other calls, here or on the `analytics` module, go to the current app's client.
     """
 
     def __init__(
-        self, app: flask.Flask | None = None, *, user_id_getter: UserIdGetter | None = None
+        self,
+        app: flask.Flask | None = None,
+        *,
+        user_id_getter: UserIdGetter | None = None,
+        anonymous_id_getter: AnonymousIdGetter | None = None,
     ) -> None:
         self.user_id_getter = user_id_getter
+        self.anonymous_id_getter = anonymous_id_getter
         if app is not None:
             self.init_app(app)
 
@@ -58,9 +73,13 @@ class Analytics:
             raise RuntimeError(f"analytics is already set up on app {app.name!r}")
         config = {k[len(PREFIX) :]: v for k, v in app.config.items() if k.startswith(PREFIX)}
         client_options, options = parse_options(config, _label, require_write_key=True)
+        if self.anonymous_id_getter is not None:  # the keyword wins over the config
+            options = replace(options, anonymous_id_getter=self.anonymous_id_getter)
         app.extensions[EXTENSION] = AppState(Client(**client_options), options, self.user_id_getter)
         app.before_request(_open_scope)
         app.teardown_request(_close_scope)
+        if _current_client not in analytics._client_resolvers:
+            analytics._client_resolvers.append(_current_client)
 
     @staticmethod
     def state(app: flask.Flask | None = None) -> AppState:
@@ -106,16 +125,27 @@ class Analytics:
         return self.client.flush(timeout)
 
 
+def _current_client() -> Client | None:
+    """The module facade's resolver: the client of the current app, if it has the extension."""
+    if not flask.has_app_context():
+        return None
+    state = flask.current_app.extensions.get(EXTENSION)
+    return state.client if isinstance(state, AppState) else None
+
+
 def _open_scope() -> None:
     """before_request: open the request's scope and keep it on `flask.g`."""
     state = Analytics.state()
     request = flask.request
     user_id = None
-    if state.options.user_id_from_request and state.user_id_getter is not None:
-        try:
-            user_id = state.user_id_getter()
-        except Exception:
-            logger.warning("analytics: user_id_getter raised; no user id", exc_info=True)
+    get_user = state.user_id_getter
+    if state.options.user_id_from_request and get_user is not None:
+        user_id = guarded_id("user_id_getter", get_user)
+    try:
+        aid = anonymous_id(state.options, user_id, request.headers.get("Cookie"), request)
+    except Exception:
+        logger.warning("analytics: cannot find the request's anonymous id", exc_info=True)
+        aid = None
     try:
         context = request_context(
             state.options,
@@ -129,13 +159,8 @@ def _open_scope() -> None:
     except Exception:
         logger.warning("analytics: cannot build the request's context", exc_info=True)
         context = {}
-    try:
-        manager = scope(user_id=user_id, context=context)
-        manager.__enter__()
-    except ValidationError as exc:  # a user id of a wrong type
-        logger.warning("analytics: %s; no user id", exc)
-        manager = scope(context=context)
-        manager.__enter__()
+    manager = scope(user_id=user_id, anonymous_id=aid, context=context)
+    manager.__enter__()  # the ids are checked already: this cannot fail
     setattr(flask.g, _G_SCOPE, manager)
 
 

@@ -1,25 +1,29 @@
-"""`AnalyticsMiddleware`: one `analytics.scope` per request (user id, ip, user agent, page)."""
+"""`AnalyticsMiddleware`: one `analytics.scope` per request (user or anonymous id, ip, user agent,
+page)."""
 
 from __future__ import annotations
 
 import uuid
+from contextlib import AbstractContextManager
 from typing import Any, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.core.exceptions import DisallowedHost  # type: ignore[import-untyped]
 from django.utils.functional import LazyObject  # type: ignore[import-untyped]
 
-from ...context import scope
+from ...context import Scope, scope
+from ...ids import id_or_none
 from ...log import logger
-from .._common import RequestOptions, request_context
+from .._common import RequestOptions, anonymous_id, guarded_id, request_context, warn_once
 from .conf import read_settings
 
 _ID_TYPES = (str, int, uuid.UUID)
 
 
 class AnalyticsMiddleware:
-    """Calls made while a request is handled get its context and, for a signed-in user
-    (`USER_ID_FROM_REQUEST`, on by default), `request.user.pk` as their user id.
+    """Calls made while a request is handled get its context and ids: for a signed-in user
+    (`USER_ID_FROM_REQUEST`, on by default) `request.user.pk` as the user id; the anonymous id
+    of analytics.js's cookie, else `ANONYMOUS_ID_FROM_REQUEST`'s, else (signed out) a fresh one.
 
     Sync and async capable. Building the scope never fails a request: a problem is logged
     and the request goes on without it.
@@ -39,9 +43,10 @@ class AnalyticsMiddleware:
         """Handle a request inside its scope (returns a coroutine in async mode)."""
         if self._is_async:
             return self.__acall__(request)
-        user_id = self._safely(self._user_id, request)
-        context = self._safely(self._context, request) or {}
-        with scope(user_id=user_id, context=context):
+        user_id = None
+        if self.options.user_id_from_request:
+            user_id = guarded_id("user_id", lambda: _pk(getattr(request, "user", None)))
+        with self._scope(request, user_id):
             return self.get_response(request)
 
     async def __acall__(self, request: Any) -> Any:
@@ -49,12 +54,18 @@ class AnalyticsMiddleware:
         user_id = None
         if self.options.user_id_from_request:
             try:
-                user_id = await self._auser_id(request)
-            except Exception:
-                logger.warning("analytics: no user id for this request", exc_info=True)
-        context = self._safely(self._context, request) or {}
-        with scope(user_id=user_id, context=context):
+                user_id = id_or_none("user_id", await self._auser_id(request))
+            except Exception as exc:
+                warn_once("user_id", exc)
+        with self._scope(request, user_id):
             return await self.get_response(request)
+
+    def _scope(self, request: Any, user_id: str | None) -> AbstractContextManager[Scope]:
+        context = self._safely(self._context, request) or {}
+        aid = self._safely(
+            lambda r: anonymous_id(self.options, user_id, r.META.get("HTTP_COOKIE"), r), request
+        )
+        return scope(user_id=user_id, anonymous_id=aid, context=context)
 
     @staticmethod
     def _safely(build: Callable[[Any], Any], request: Any) -> Any:
@@ -63,11 +74,6 @@ class AnalyticsMiddleware:
         except Exception:
             logger.warning("analytics: cannot build the request's scope", exc_info=True)
             return None
-
-    def _user_id(self, request: Any) -> Any:
-        if not self.options.user_id_from_request:
-            return None
-        return _pk(getattr(request, "user", None))
 
     async def _auser_id(self, request: Any) -> Any:
         auser = getattr(request, "auser", None)  # Django >= 5.0's AuthenticationMiddleware
