@@ -17,7 +17,7 @@ WRITE_KEY = "pool-test-key"
 _clients: dict[str, analytics.Client] = {}
 
 
-def client_for(host: str) -> analytics.Client:
+def client_for(host: str, shutdown_timeout: float = 5) -> analytics.Client:
     """One client per process and collector (a Pool worker runs many tasks)."""
     key = f"{os.getpid()}:{host}"  # a forked child must not reuse its parent's entry
     client = _clients.get(key)
@@ -28,15 +28,15 @@ def client_for(host: str) -> analytics.Client:
             flush_interval=30,  # nothing leaves before the process ends
             batch_size=100,
             timeout=5,
-            shutdown_timeout=5,
+            shutdown_timeout=shutdown_timeout,
         )
         _clients[key] = client
     return client
 
 
-def track(host: str, message_id: str) -> int:
+def track(host: str, message_id: str, shutdown_timeout: float = 5) -> int:
     """Track one event; the pid of the process that queued it."""
-    ok, _ = client_for(host).track(
+    ok, _ = client_for(host, shutdown_timeout).track(
         "pool-user", "Pool Event", {"pid": os.getpid()}, message_id=message_id
     )
     if not ok:
@@ -44,10 +44,10 @@ def track(host: str, message_id: str) -> int:
     return os.getpid()
 
 
-def track_many(host: str, prefix: str, count: int) -> None:
+def track_many(host: str, prefix: str, count: int, shutdown_timeout: float = 5) -> None:
     """A Process target: track `count` events, then return (the child ends normally)."""
     for i in range(count):
-        track(host, f"{prefix}-{i}")
+        track(host, f"{prefix}-{i}", shutdown_timeout)
 
 
 def track_task(args: tuple[str, str]) -> int:
