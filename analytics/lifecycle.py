@@ -89,12 +89,18 @@ def _drain_at_worker_end() -> None:
     idempotent: the second finds nothing running). billiard shares that registry, but its pool
     worker calls `os._exit` inside `run()`, before the finalizers: there only Celery's
     `worker_process_shutdown` signal (sent from the worker's `on_exit`) is still in time.
+
+    Registered in the main process too: there multiprocessing runs its finalizers from its
+    own atexit handler, next to ours, and whichever drains first leaves nothing to the other.
+    A finalizer inherited through a plain os.fork() is ignored in the child (Finalize checks
+    the pid), hence one registration per pid.
     """
     global _worker_end_pid
     pid = os.getpid()
-    if _worker_end_pid == pid:
-        return
-    _worker_end_pid = pid
+    with _lock:  # two pipelines may start at once in two threads (a second drain is harmless)
+        if _worker_end_pid == pid:
+            return
+        _worker_end_pid = pid
     util = sys.modules.get("multiprocessing.util")
     if util is not None:
         try:
