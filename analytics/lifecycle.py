@@ -1,12 +1,15 @@
 """Process-wide hooks: drain every running pipeline at interpreter exit, reset every client
-after fork.
+after fork, and drain at the end of a worker process that leaves without atexit.
 
-Installed once, when the first client is built; nothing runs at import time.
+Installed once, when the first client is built; nothing runs at import time. The end-of-worker
+drains are registered when a pipeline starts, and only through modules the app has already
+imported (multiprocessing, Celery): this module imports neither.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -69,6 +72,67 @@ def register(client: ForkAware) -> None:
 def started(client: Drained) -> None:
     with _lock:
         _running.add(client)
+    _drain_at_worker_end()
+
+
+# The pid for which the end-of-worker drains are registered: once per process, and again in a
+# forked child (whose multiprocessing registry is cleared when its Process starts).
+_worker_end_pid: int | None = None
+
+
+def _drain_at_worker_end() -> None:
+    """Register a drain that runs when a worker process ends without atexit.
+
+    multiprocessing children started by fork or forkserver end with `os._exit` after
+    `Process._bootstrap`, which skips atexit but first runs multiprocessing's finalizers
+    (`util._exit_function`); a spawned child runs them too, then atexit (drain_all is
+    idempotent: the second finds nothing running). billiard shares that registry, but its pool
+    worker calls `os._exit` inside `run()`, before the finalizers: there only Celery's
+    `worker_process_shutdown` signal (sent from the worker's `on_exit`) is still in time.
+
+    Registered in the main process too: there multiprocessing runs its finalizers from its
+    own atexit handler, next to ours, and whichever drains first leaves nothing to the other.
+    A finalizer inherited through a plain os.fork() is ignored in the child (Finalize checks
+    the pid), hence one registration per pid.
+    """
+    global _worker_end_pid
+    pid = os.getpid()
+    with _lock:  # two pipelines may start at once in two threads (a second drain is harmless)
+        if _worker_end_pid == pid:
+            return
+        _worker_end_pid = pid
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        try:
+            # exitpriority >= 0: run in the first pass of _exit_function, before it joins
+            # this process's own children. obj=None: a finalizer not tied to an object.
+            util.Finalize(None, _drain_quietly, exitpriority=10)
+        except Exception:  # an unexpected multiprocessing: the atexit drain remains
+            logger.debug("analytics: cannot register a multiprocessing finalizer", exc_info=True)
+    signals = sys.modules.get("celery.signals")
+    if signals is not None:
+        try:
+            # weak=False: the receiver is a module function, but keep it whatever happens;
+            # dispatch_uid: connected once even if a fork makes us call this again.
+            signals.worker_process_shutdown.connect(
+                _drain_on_signal, weak=False, dispatch_uid="analytics.lifecycle.drain"
+            )
+        except Exception:
+            logger.debug("analytics: cannot connect worker_process_shutdown", exc_info=True)
+
+
+def _drain_on_signal(**kwargs: object) -> None:
+    _drain_quietly()
+
+
+def _drain_quietly() -> None:
+    """drain_all at the very end of a process: it must not raise (nobody is left to see it,
+    and a finalizer that raises stops the ones after it). Bounded by shutdown_timeout."""
+    try:
+        drain_all()
+    except BaseException:  # noqa: BLE001 - the process is ending; never propagate
+        with contextlib.suppress(BaseException):  # logging itself may be torn down
+            logger.exception("analytics: draining at the end of a worker process failed")
 
 
 def stopped(client: Drained) -> None:

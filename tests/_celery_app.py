@@ -2,7 +2,7 @@
 
 The facade is configured from the environment at import (in the worker's main process, before
 it forks its pool), with a long flush_interval so that nothing leaves before a pool process
-stops. The README's `worker_process_shutdown` recipe is registered unless
+stops. The README's former `worker_process_shutdown` recipe is registered unless
 ANALYTICS_TEST_RECIPE=0. Each task tracks one event, then leaves a file `done-N` behind.
 """
 
@@ -35,7 +35,7 @@ app.conf.update(
 )
 
 if os.environ.get("ANALYTICS_TEST_RECIPE", "1") == "1":
-    # ---- the README's recipe ("Forked workers: gunicorn, uWSGI, Celery"), unchanged ----
+    # ---- the recipe the README gave before the library drained pool processes itself ----
     @worker_process_shutdown.connect
     def drain_analytics(**kwargs):
         analytics.shutdown(timeout=5)
