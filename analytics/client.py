@@ -24,8 +24,7 @@ from .typing import Fields, Id, Message, OnError, Result, Timestamp
 class Client:
     """A client for one source (write key): its own queue, consumer thread and session."""
 
-    # The id of a call that gives none (nor does its scope): a protocol's client may know
-    # the current user (A-Track's does).
+    # The id of a call that gives none, nor does its scope: A-Track's client knows a user.
     _fallback_id: Callable[[], str | None] | None = None
 
     def __new__(cls, *args: Any, protocol: str = DEFAULTS.protocol, **kwargs: Any) -> Client:
@@ -82,14 +81,12 @@ class Client:
     def _start_process_state(self, on_error: OnError | None, closed: bool = False) -> None:
         """Everything that belongs to one process: rebuilt in a forked child."""
         self._pid = os.getpid()
-        self._transport = self.protocol.make_sender(
-            self._write_key, self.host, self.timeout, self.proxies, self.gzip
-        )
+        make, key = self.protocol.make_sender, self._write_key
+        self._transport = make(key, self.host, self.timeout, self.proxies, self.gzip)
         self._encode = self._transport.encode
         self._pipeline = Pipeline(self._plan, self._transport, on_error, self._spool, closed)
 
-    def _default_host(self) -> str:
-        """The host when none is given: the protocol's (A-Track's depends on its geo)."""
+    def _default_host(self) -> str:  # when none is given; A-Track's depends on its geo
         return self.protocol.default_host
 
     def __repr__(self) -> str:
@@ -98,8 +95,7 @@ class Client:
 
     @property
     def write_key(self) -> str | None:
-        """The source's write key, as given (None in a stub client given none). Read-only;
-        never shown in a repr, a log record or an error."""
+        """The write key as given (read-only; never in a repr, a log record or an error)."""
         return self.settings.write_key
 
     @property
@@ -114,7 +110,6 @@ class Client:
 
     @on_error.setter
     def on_error(self, value: OnError | None) -> None:
-        # The table's check, as at construction: a falsy non-callable means none.
         self._pipeline.settler.on_error = BY_NAME["on_error"].check("on_error", value)
 
     def __enter__(self) -> Client:
@@ -193,8 +188,7 @@ class Client:
     ) -> Result:
         """Merge one identity into another."""
         if "alias" in self.protocol.refuses:
-            name = self.protocol.name
-            raise ValidationError(f"the {name} protocol has no alias; nothing was sent")
+            raise ValidationError(f"the {self.protocol.name} protocol has no alias; nothing sent")
         return self._enqueue(
             messages.alias(previous_id, user_id, context, timestamp, integrations, message_id)
         )
@@ -229,26 +223,21 @@ class Client:
     # -- flush, shutdown, stats ------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Send everything queued so far. True once all of it is delivered or reported to
-        on_error; False if `timeout` seconds ran out first."""
+        """Send what is queued; True once all is delivered or reported, False at `timeout`."""
         return self._here().flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Flush, then stop the consumer. Later calls return (False, message).
-        True if everything queued was delivered or reported within `timeout`."""
+        """Flush, then stop; later calls return (False, message). As flush, True or False."""
         return self._here().shutdown(timeout)
 
     def retire(self) -> None:
         """Stop taking calls; the consumer delivers what it holds, then ends. Does not wait."""
         self._pipeline.retire()
 
-    def join(self) -> None:
-        """Segment's name for shutdown()."""
-        self.shutdown()
+    join = shutdown  # Segment's name for it
 
     def stats(self) -> dict[str, Any]:
-        """Running totals: queued, delivered, dropped, dropped_by_reason, retries, requests,
-        pending."""
+        """Running totals: queued, delivered, dropped (by reason), retries, requests, pending."""
         return self._pipeline.stats.snapshot()
 
     def reset_after_fork(self) -> None:
