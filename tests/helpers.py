@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -142,3 +143,11 @@ def wait_child(pid: int, timeout: float) -> int:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     raise AssertionError(f"child {pid} did not finish within {timeout}s (killed)")
+
+
+def is_uuid4(value: Any) -> bool:
+    """Whether `value` is a UUID4 in its canonical string form."""
+    if not isinstance(value, str):
+        return False
+    parsed = uuid.UUID(value)
+    return parsed.version == 4 and str(parsed) == value

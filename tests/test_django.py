@@ -6,7 +6,6 @@ import asyncio
 import base64
 import logging
 import threading
-import uuid
 from typing import Any
 
 import pytest
@@ -39,6 +38,7 @@ from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.utils.decorators import sync_and_async_middleware  # noqa: E402
 from django.utils.functional import SimpleLazyObject  # noqa: E402
+from helpers import is_uuid4  # noqa: E402
 
 import analytics  # noqa: E402
 from analytics.integrations import _common  # noqa: E402
@@ -340,13 +340,6 @@ AJS = "ajs_anonymous_id"
 @pytest.fixture(autouse=True)
 def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_common, "_warned", set())  # each test sees its own first warning
-
-
-def is_uuid4(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    parsed = uuid.UUID(value)
-    return parsed.version == 4 and str(parsed) == value
 
 
 def order_with(collector: Any, headers: dict[str, str], **options: Any) -> dict[str, Any]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 flask = pytest.importorskip("flask")
+
+from helpers import is_uuid4  # noqa: E402
 
 import analytics  # noqa: E402
 from analytics.integrations import _common  # noqa: E402
@@ -305,13 +306,6 @@ AJS = "ajs_anonymous_id"
 @pytest.fixture(autouse=True)
 def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_common, "_warned", set())  # each test sees its own first warning
-
-
-def is_uuid4(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    parsed = uuid.UUID(value)
-    return parsed.version == 4 and str(parsed) == value
 
 
 def key_of(request: Any) -> str:
