@@ -84,6 +84,9 @@ class Pipeline:
             if spool is not None
             else None
         )
+        # Read once here, not on every call: the hot path checks two plain attributes.
+        self._write_ahead = self.keeper if plan.durable else None
+        self._sync = plan.sync_mode
         self.settler = Settler(self.stats, on_error, self.keeper, plan.max_queue_size)
         self.delivery = Delivery(
             sender, self.stats, plan.max_retries, self.abort, plan.waits,
@@ -97,10 +100,9 @@ class Pipeline:
     def put(self, msg: Message, data: bytes) -> bool:
         """Take an accepted message (and its JSON): queue it, or in sync mode send it now.
         False if it was dropped (reported and counted)."""
-        keeper = self.keeper
-        if keeper is not None and self.plan.durable:
-            keeper.write_ahead(msg, data)
-        if self.plan.sync_mode or (self.consumer is None and not self.start()):
+        if self._write_ahead is not None:
+            self._write_ahead.write_ahead(msg, data)
+        if self._sync or (self.consumer is None and not self.start()):
             return self._send_now(msg, data)
         with self._put_lock:  # so that `queued` counts every put, and nothing else
             try:
