@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from .log import logger
 from .options import DEFAULTS
 
-DEFAULT_MAX_BYTES = DEFAULTS.spool_max_bytes
 # Seconds between tries to replay the spool while the collector keeps failing.
 REPLAY_INTERVAL = 5.0
 # A claim older than this is free for others, even if its process still runs.
@@ -48,7 +47,7 @@ class Row:
 class Spool:
     """One process's handle on a spool file. Thread-safe; reopen it after a fork."""
 
-    def __init__(self, path: str, max_bytes: int = DEFAULT_MAX_BYTES, fsync: bool = False):
+    def __init__(self, path: str, max_bytes: int = DEFAULTS.spool_max_bytes, fsync: bool = False):
         self.path = path
         self.max_bytes = max_bytes
         self.fsync = fsync
