@@ -6,6 +6,7 @@ build `analytics.Client` objects, one per source. Drop-in for Segment's Python l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -69,6 +70,7 @@ __all__ = [
 # -- settings of the default client: their defaults are the table's (analytics.options) --------
 write_key: str | None = DEFAULTS.write_key
 host: str = DEFAULTS.host
+dataPlaneUrl: str = DEFAULTS.value("dataPlaneUrl")  # noqa: N816  RudderStack's: host + protocol
 on_error: OnError | None = DEFAULTS.on_error
 debug: bool = DEFAULTS.debug
 stub: bool = DEFAULTS.stub
@@ -84,7 +86,7 @@ max_retries: int = DEFAULTS.max_retries
 sync_mode: bool = DEFAULTS.sync_mode
 shutdown_timeout: float = DEFAULTS.shutdown_timeout
 proxies: dict[str, str] | None = DEFAULTS.proxies
-protocol: str = DEFAULTS.protocol  # or "atrack" (see analytics.atrack)
+protocol: str = DEFAULTS.protocol  # or "rudderstack", "atrack" (see analytics.atrack)
 spool_path: str | None = DEFAULTS.spool_path  # a SQLite file: keep what cannot be delivered yet
 durable: bool = DEFAULTS.durable  # with spool_path: write every message ahead of the call
 spool_max_bytes: int = DEFAULTS.spool_max_bytes
@@ -117,7 +119,10 @@ class _Facade(types.ModuleType):
         if name in _ALIASES:
             option = _ALIASES[name]
             d[name] = value
+            if option.implies and value in (None, ""):  # RudderStack's: unset, host applies
+                return
             d[option.name] = option.from_alias(value)
+            d.update(option.implies)  # dataPlaneUrl: RudderStack's protocol too
             d["_stale"] = True
         elif name in _MIRRORS:
             alias, option = _MIRRORS[name]
@@ -226,7 +231,15 @@ def _over_clients(method: str, timeout: float | None) -> bool:
     deadline = None if timeout is None else time.monotonic() + timeout
     ok = True
     found = _resolved() if _client_resolvers else None
+    if found is None and (default_client is None or _stale) and (write_key or stub):
+        # As Segment's: the default client is built (their tests read it afterwards). Settings
+        # that cannot build one raise at the next call, not here: these run at exit too.
+        with contextlib.suppress(ValidationError):
+            _rebuild()
     for client in [found] if found is not None else _each_client():
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if deadline is None:  # Segment's and RudderStack's Client.flush() take no argument
+            ok = getattr(client, method)() is not False and ok
+            continue
+        remaining = max(deadline - time.monotonic(), 0.0)
         ok = getattr(client, method)(remaining) and ok
     return ok
