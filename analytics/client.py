@@ -24,6 +24,8 @@ from .typing import Fields, Id, Message, OnError, Result, Timestamp
 class Client:
     """A client for one source (write key): its own queue, consumer thread and session."""
 
+    log = log.logger  # Segment's and RudderStack's Client.log: the library's logger
+
     # The id of a call that gives none, nor does its scope: A-Track's client knows a user.
     _fallback_id: Callable[[], str | None] | None = None
 
