@@ -139,7 +139,7 @@ class Option:
     default: Any
     check: Check
     doc: str
-    alias: str | None = None  # Segment's (and Ruby's) name for it
+    alias: str | None = None  # Segment's (and Ruby's) name for it; RudderStack's for host
     inverted: bool = False  # the alias means the opposite: send = not stub
     # None means "not given": the default applies, or the alias if that is given.
     none_is_unset: bool = False
@@ -246,7 +246,9 @@ def _as_given(name: str) -> str:
 
 def checked(given: Mapping[str, Any], label: Label = _as_given) -> dict[str, Any]:
     """Check each given value (by option or alias name); return them by option name,
-    aliases resolved. An alias and its option that disagree are refused."""
+    aliases resolved (and what they imply). An alias and its option that disagree are
+    refused."""
+    given = implied(given, label)
     values: dict[str, Any] = {}
     written: dict[str, dict[str, Any]] = {}  # option name -> {name given: value given}
     for name, value in given.items():
@@ -271,7 +273,7 @@ def checked(given: Mapping[str, Any], label: Label = _as_given) -> dict[str, Any
     return values
 
 
-def implied(given: Mapping[str, Any]) -> dict[str, Any]:
+def implied(given: Mapping[str, Any], label: Label = _as_given) -> dict[str, Any]:
     """`given` with what its aliases imply: `dataPlaneUrl=url` also means RudderStack's
     protocol, unless another one than the default is named (then: refused)."""
     out = dict(given)
@@ -285,8 +287,8 @@ def implied(given: Mapping[str, Any]) -> dict[str, Any]:
                 out[name] = wanted
             elif now != wanted:
                 raise OptionError(
-                    alias, f"{alias} means {name}={wanted!r}; with {name}={now!r} give "
-                    f"{option.name}= instead",
+                    label(alias), f"{label(alias)} means {label(name)}={wanted!r}; with "
+                    f"{label(name)}={now!r} give {label(option.name)} instead",
                 )  # fmt: skip
     return out
 

@@ -50,4 +50,4 @@ class RudderStackSender(SegmentSender):
 
 
 # No default host: every RudderStack workspace has a data plane URL of its own.
-RUDDERSTACK = WireProtocol("rudderstack", "", RudderStackSender, key_name="write_key")
+RUDDERSTACK = WireProtocol("rudderstack", "", RudderStackSender)

@@ -88,7 +88,7 @@ def test_host_and_data_plane_url_must_agree(make_client, collector):
 
 
 def test_data_plane_url_with_another_protocol_is_refused():
-    with pytest.raises(analytics.ValidationError, match="give host= instead"):
+    with pytest.raises(analytics.ValidationError, match="give host instead"):
         analytics.Client(WRITE_KEY, protocol="atrack", dataPlaneUrl="https://x.invalid")
 
 
@@ -192,3 +192,14 @@ def test_module_flush_with_settings_that_cannot_build_a_client_does_not_raise(fa
     assert call_within(10, analytics.shutdown, timeout=2) is True  # raised at the next call
     with pytest.raises(analytics.ValidationError, match="on_error must be callable"):
         analytics.track("u", "E")
+
+
+def test_framework_settings_data_plane_url_chooses_rudderstack_too():
+    from analytics.integrations._common import parse_options
+
+    given = {"WRITE_KEY": WRITE_KEY, "DATAPLANEURL": "https://dp.example.invalid"}
+    client, _ = parse_options(given, lambda key: f"ANALYTICS_{key}")
+    assert client["host"] == "https://dp.example.invalid"
+    assert client["protocol"] == "rudderstack"
+    with pytest.raises(analytics.ValidationError, match="ANALYTICS_DATAPLANEURL means"):
+        parse_options({**given, "PROTOCOL": "atrack"}, lambda key: f"ANALYTICS_{key}")
