@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint demo bench bench-smoke clean
+.PHONY: test lint demo bench bench-smoke peer-suites clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ bench: $(STAMP)
 
 bench-smoke: $(STAMP)
 	$(BIN)/python bench/run.py --smoke
+
+# Segment's and RudderStack's own tests against this package (their packages: `make bench`)
+peer-suites: $(STAMP)
+	$(BIN)/python bench/peer_suites.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info bench/.venv-peers bench/.logs

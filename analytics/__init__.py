@@ -6,6 +6,7 @@ build `analytics.Client` objects, one per source. Drop-in for Segment's Python l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -72,6 +73,7 @@ __all__ = [
 # -- settings of the default client: their defaults are the table's (analytics.options) --------
 write_key: str | None = DEFAULTS.write_key
 host: str = DEFAULTS.host
+dataPlaneUrl: str = DEFAULTS.value("dataPlaneUrl")  # noqa: N816  RudderStack's: host + protocol
 on_error: OnError | None = DEFAULTS.on_error
 debug: bool = DEFAULTS.debug
 stub: bool = DEFAULTS.stub
@@ -87,7 +89,7 @@ max_retries: int = DEFAULTS.max_retries
 sync_mode: bool = DEFAULTS.sync_mode
 shutdown_timeout: float = DEFAULTS.shutdown_timeout
 proxies: dict[str, str] | None = DEFAULTS.proxies
-protocol: str = DEFAULTS.protocol  # or "atrack" (see analytics.atrack)
+protocol: str = DEFAULTS.protocol  # or "rudderstack", "atrack" (see analytics.atrack)
 spool_path: str | None = DEFAULTS.spool_path  # a SQLite file: keep what cannot be delivered yet
 durable: bool = DEFAULTS.durable  # with spool_path: write every message ahead of the call
 spool_max_bytes: int = DEFAULTS.spool_max_bytes
@@ -120,7 +122,10 @@ class _Facade(types.ModuleType):
         if name in _ALIASES:
             option = _ALIASES[name]
             d[name] = value
+            if option.implies and value in (None, ""):  # RudderStack's: unset, host applies
+                return
             d[option.name] = option.from_alias(value)
+            d.update(option.implies)  # dataPlaneUrl: RudderStack's protocol too
             d["_stale"] = True
         elif name in _MIRRORS:
             alias, option = _MIRRORS[name]
@@ -236,7 +241,10 @@ def join() -> None:
 def _over_clients(method: str, timeout: float | None) -> bool:
     ok = True
     for client, remaining in _targets(timeout):
-        ok = getattr(client, method)(remaining()) and ok
+        left = remaining()
+        # Segment's and RudderStack's Client.flush() take no argument and return None.
+        result = getattr(client, method)() if left is None else getattr(client, method)(left)
+        ok = result is not False and ok
     return ok
 
 
@@ -249,4 +257,9 @@ def _targets(timeout: float | None) -> list[tuple[Client, Callable[[], float | N
         return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
     found = _resolved() if _client_resolvers else None
+    if found is None and (default_client is None or _stale) and (write_key or stub):
+        # As Segment's: the default client is built (their tests read it afterwards). Settings
+        # that cannot build one raise at the next call, not here: these run at exit too.
+        with contextlib.suppress(ValidationError):
+            _rebuild()
     return [(client, remaining) for client in ([found] if found is not None else _each_client())]

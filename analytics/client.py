@@ -14,7 +14,7 @@ from typing import Any, Callable
 from . import lifecycle, log, messages, protocols
 from .batch import MAX_MESSAGE_BYTES
 from .errors import ValidationError
-from .options import BY_NAME, DEFAULTS, Settings, resolve
+from .options import BY_NAME, DEFAULTS, Settings, implied, resolve
 from .pipeline import Pipeline, Plan
 from .retry import Backoff
 from .spooling import open_spool
@@ -24,6 +24,8 @@ from .typing import Fields, Id, Message, OnError, Result, Timestamp
 
 class Client:
     """A client for one source (write key): its own queue, consumer thread and session."""
+
+    log = log.logger  # Segment's and RudderStack's Client.log: the library's logger
 
     # The id of a call that gives none, nor does its scope: A-Track's client knows a user.
     _fallback_id: Callable[[], str | None] | None = None
@@ -53,12 +55,14 @@ class Client:
         fsync: bool = DEFAULTS.fsync, backoff: Backoff = DEFAULTS.backoff,
         max_total_backoff_duration: float = DEFAULTS.max_total_backoff_duration,
         max_rate_limit_duration: float = DEFAULTS.max_rate_limit_duration,
+        dataPlaneUrl: str | None = None,  # noqa: N803  RudderStack's name for host
     ) -> None:
         # fmt: on
         # The first statement, so that locals() holds the parameters and nothing else.
         given = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        self.protocol = protocols.load(protocol)
-        if host is None:  # the protocol's (A-Track's depends on its geo)
+        given = implied(given)  # dataPlaneUrl: RudderStack's protocol too
+        self.protocol = protocols.load(given["protocol"])
+        if host is None and dataPlaneUrl is None:  # the protocol's (A-Track's: by its geo)
             given["host"] = self._default_host()
         key_name = self.protocol.key_name  # what the protocol's docs call the write key
         s = resolve(given, lambda n: key_name if n == "write_key" else n)

@@ -64,6 +64,9 @@ def _write_key(label: str, value: Any) -> str | None:
 
 
 def _host(label: str, value: Any) -> str:
+    if value == "":  # the default of a protocol with none: RudderStack's
+        why = "this protocol has no default (RudderStack's: your data plane's URL)"
+        raise OptionError(label, f"{label} is required: {why}")
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
         raise OptionError(label, f"{label} must be an http(s) URL, not {value!r}")
     return value
@@ -93,7 +96,8 @@ def _proxies(label: str, value: Any) -> dict[str, str] | None:
 
 def _protocol(label: str, value: Any) -> str:
     if value not in protocols.NAMES:
-        raise OptionError(label, f"{label} must be 'segment' or 'atrack', not {value!r}")
+        choices = ", ".join(repr(n) for n in protocols.NAMES)
+        raise OptionError(label, f"{label} must be one of {choices}, not {value!r}")
     return str(value)
 
 
@@ -135,11 +139,14 @@ class Option:
     default: Any
     check: Check
     doc: str
-    alias: str | None = None  # Segment's (and Ruby's) name for it
+    alias: str | None = None  # Segment's (and Ruby's) name for it; RudderStack's for host
     inverted: bool = False  # the alias means the opposite: send = not stub
     # None means "not given": the default applies, or the alias if that is given.
     none_is_unset: bool = False
     client_only: bool = False  # Segment's extras: a Client takes them, the facade does not
+    # What giving the alias also means: (option, value) pairs. RudderStack's dataPlaneUrl
+    # names its wire protocol as well as the host.
+    implies: tuple[tuple[str, Any], ...] = ()
 
     def from_alias(self, value: Any) -> Any:
         """The option's value for a value of its alias (the same conversion both ways)."""
@@ -161,7 +168,10 @@ class Settings:
     write_key: str | None = _option(
         None, _write_key, "the source's write key; required unless stub", secret=True
     )
-    host: str = _option("https://api.segment.io", _host, "collector base URL", none_is_unset=True)
+    host: str = _option(
+        "https://api.segment.io", _host, "collector base URL",
+        alias="dataPlaneUrl", implies=(("protocol", "rudderstack"),), none_is_unset=True,
+    )  # fmt: skip
     debug: bool = _option(False, boolean, "set the analytics logger to DEBUG")
     max_queue_size: int = _option(10000, integer(1), "messages waiting in memory at most")
     on_error: OnError | None = _option(
@@ -190,7 +200,9 @@ class Settings:
         alias="upload_interval", none_is_unset=True,
     )  # fmt: skip
     shutdown_timeout: float = _option(5, number(0), "seconds the exit-time drain may take")
-    protocol: str = _option("segment", _protocol, "the wire protocol: 'segment' or 'atrack'")
+    protocol: str = _option(
+        "segment", _protocol, "the wire protocol: 'segment', 'rudderstack' or 'atrack'"
+    )
     spool_path: str | None = _option(
         None, _path, "a SQLite file keeping what cannot be delivered yet"
     )
@@ -234,7 +246,9 @@ def _as_given(name: str) -> str:
 
 def checked(given: Mapping[str, Any], label: Label = _as_given) -> dict[str, Any]:
     """Check each given value (by option or alias name); return them by option name,
-    aliases resolved. An alias and its option that disagree are refused."""
+    aliases resolved (and what they imply). An alias and its option that disagree are
+    refused."""
+    given = implied(given, label)
     values: dict[str, Any] = {}
     written: dict[str, dict[str, Any]] = {}  # option name -> {name given: value given}
     for name, value in given.items():
@@ -257,6 +271,26 @@ def checked(given: Mapping[str, Any], label: Label = _as_given) -> dict[str, Any
         values[option.name] = checked_value
         written[option.name] = {name: value}
     return values
+
+
+def implied(given: Mapping[str, Any], label: Label = _as_given) -> dict[str, Any]:
+    """`given` with what its aliases imply: `dataPlaneUrl=url` also means RudderStack's
+    protocol, unless another one than the default is named (then: refused)."""
+    out = dict(given)
+    for alias, option in ALIASES.items():
+        value = out.get(alias)
+        if value is None or value == "" or not option.implies:
+            continue
+        for name, wanted in option.implies:
+            now = out.get(name, BY_NAME[name].default)
+            if now == BY_NAME[name].default:
+                out[name] = wanted
+            elif now != wanted:
+                raise OptionError(
+                    label(alias), f"{label(alias)} means {label(name)}={wanted!r}; with "
+                    f"{label(name)}={now!r} give {label(option.name)} instead",
+                )  # fmt: skip
+    return out
 
 
 def resolve(

@@ -59,6 +59,7 @@ class WireProtocol:
 # name -> (module, attribute) of its WireProtocol; imported on first use
 _TABLE = {
     "segment": ("analytics.segment", "SEGMENT"),
+    "rudderstack": ("analytics.rudderstack", "RUDDERSTACK"),
     "atrack": ("analytics.atrack.wire", "ATRACK"),
 }
 NAMES = tuple(_TABLE)

@@ -17,6 +17,7 @@ PEERS_DIR = BENCH_DIR / ".venv-peers"
 REQUIREMENTS = (
     "segment-analytics-python==2.4.0",
     "posthog==7.91.1",
+    "rudder-sdk-python==2.1.9",  # not benchmarked: its tests run in peer_suites.py
     "matplotlib==3.11.2",
 )
 STAMP = PEERS_DIR / ".bench-requirements"

@@ -71,6 +71,7 @@ def test_the_table_is_the_settings_and_its_aliases_are_segments():
     assert Settings() == DEFAULTS
     assert {alias: o.name for alias, o in ALIASES.items()} == {
         "send": "stub", "upload_size": "batch_size", "upload_interval": "flush_interval",
+        "dataPlaneUrl": "host",  # RudderStack's
     }  # fmt: skip
     assert (DEFAULTS.value("send"), DEFAULTS.value("upload_size")) == (True, 100)
     assert DEFAULTS.timeout == 15 and DEFAULTS.host == "https://api.segment.io"
