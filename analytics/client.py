@@ -230,6 +230,18 @@ class Client:
         """Flush, then stop; later calls return (False, message). As flush, True or False."""
         return self._here().shutdown(timeout)
 
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """As flush, awaited: the event loop keeps running while it waits."""
+        from .aio import aflush
+
+        return await aflush(self._here(), timeout)
+
+    async def ashutdown(self, timeout: float | None = None) -> bool:
+        """As shutdown, awaited: the event loop keeps running while it waits."""
+        from .aio import ashutdown
+
+        return await ashutdown(self._here(), timeout)
+
     def retire(self) -> None:
         """Stop taking calls; the consumer delivers what it holds, then ends. Does not wait."""
         self._pipeline.retire()
