@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ import pytest
 
 CAPTURING = '''
 import os
+import re
 
 import pytest
 
@@ -152,3 +154,29 @@ def test_loading_the_plugin_imports_nothing_but_itself():
     assert result == {
         "new": ["analytics.pytest_plugin"], "default_client": True, "patched": "analytics.client"
     }
+
+
+def readme_block(start: str, marker: str) -> str:
+    """The README block (```python or ```text) that holds `marker`."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    [code] = [
+        m.group(1) for m in re.finditer(rf"^```{start}\n(.*?)^```", text, re.S | re.M)
+        if marker in m.group(1)
+    ]
+    return code
+
+
+def test_the_readme_example_passes_and_its_failure_reads_as_shown(tmp_path):
+    example = readme_block("python", "def test_sign_up_is_tracked(analytics_events)")
+    proc = run_pytest(tmp_path, example, plugin="entry point")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the README's failure: the same example, asked for the wrong user
+    wrong = example.replace(
+        'tracked("Signed Up", user_id="u1", properties={"plan": "pro"})',
+        'tracked("Signed Up", user_id="u2")',
+    )
+    assert wrong != example
+    proc = run_pytest(tmp_path, wrong, plugin="entry point")
+    assert proc.returncode == 1
+    for line in readme_block("text", "AssertionError: no track message").splitlines():
+        assert line in proc.stdout, f"{line!r} not in:\n{proc.stdout}"
