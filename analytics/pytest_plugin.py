@@ -7,6 +7,7 @@ it changes nothing, and it imports nothing at load but pytest.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -37,8 +38,9 @@ def _wanted(fields: dict[str, Any]) -> dict[str, Any]:
     sent as a string, so it is looked for as one."""
     wanted = {_wire_name(k): v for k, v in fields.items() if v is not None}
     for key in _IDS:
-        if key in wanted and not isinstance(wanted[key], (str, bool)):
-            wanted[key] = str(wanted[key])
+        value = wanted.get(key)
+        if isinstance(value, (int, uuid.UUID)) and not isinstance(value, bool):
+            wanted[key] = str(value)
     return wanted
 
 

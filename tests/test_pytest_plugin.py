@@ -17,7 +17,7 @@ import pytest
 
 CAPTURING = '''
 import os
-import re
+from unittest.mock import ANY
 
 import pytest
 
@@ -49,6 +49,18 @@ def test_every_client_and_the_module_are_captured(analytics_events):
     assert analytics.flush(timeout=1) and before.flush(timeout=1) and during.flush(timeout=1)
     analytics_events.clear()
     assert analytics_events.messages == [] and len(analytics_events) == 0
+
+
+def test_calls_are_still_checked_and_any_matches(analytics_events):
+    lost = []
+    client = Client("k", host=URL, on_error=lambda error, batch: lost.append(error))
+    with pytest.raises(analytics.ValidationError):
+        client.track(None, "No Id")
+    assert client.track("u1", "Too Large", {"x": "a" * 40_000})[0] is False
+    assert [type(e).__name__ for e in lost] == ["MessageTooLarge"]
+    assert analytics_events.messages == []
+    client.track("u1", "Signed Up", {"plan": "pro", "seats": 3})
+    analytics_events.tracked("Signed Up", user_id=ANY, properties={"seats": ANY})
 
 
 def test_ids_given_as_ints_match_and_a_stub_module_is_captured(analytics_events, monkeypatch):
@@ -101,7 +113,7 @@ def run_pytest(
 def test_the_fixture_captures_everything_and_sends_nothing(tmp_path, collector, plugin):
     proc = run_pytest(tmp_path, CAPTURING, collector.url, plugin)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "3 passed" in proc.stdout
+    assert "4 passed" in proc.stdout
     # what the capturing tests "sent" never arrived; the test without the fixture's did
     assert [m["event"] for m in collector.messages()] == ["After"]
 
@@ -115,6 +127,15 @@ def test_a_failing_assertion_shows_what_was_sent_instead(tmp_path):
     assert "1. track: event='Signed Up', userId='u1', properties={'plan': 'pro'}" in out
     assert "2. identify: userId='u1', traits={'email': 'a@example.com'}" in out
     assert "pytest_plugin.py" not in out, "the failure should point at the test, not at us"
+
+
+def test_the_plugin_can_be_turned_off(tmp_path):
+    proc = run_pytest(
+        tmp_path, "def test_x(analytics_events):\n    pass\n", plugin="entry point",
+        extra=("-p", "no:analytics.pytest_plugin"),
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "fixture 'analytics_events' not found" in proc.stdout
 
 
 def test_nothing_sent_says_so(tmp_path):
