@@ -230,6 +230,12 @@ class Client:
         """Flush, then stop; later calls return (False, message). As flush, True or False."""
         return self._here().shutdown(timeout)
 
+    def retire(self) -> None:
+        """Stop taking calls; the consumer delivers what it holds, then ends. Does not wait."""
+        self._pipeline.retire()
+
+    join = shutdown  # Segment's name for it
+
     async def aflush(self, timeout: float | None = None) -> bool:
         """As flush, awaited: the event loop keeps running while it waits."""
         from .aio import aflush
@@ -241,12 +247,6 @@ class Client:
         from .aio import ashutdown
 
         return await ashutdown(self._here(), timeout)
-
-    def retire(self) -> None:
-        """Stop taking calls; the consumer delivers what it holds, then ends. Does not wait."""
-        self._pipeline.retire()
-
-    join = shutdown  # Segment's name for it
 
     def stats(self) -> dict[str, Any]:
         """Running totals: queued, delivered, dropped (by reason), retries, requests, pending."""
