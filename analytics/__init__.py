@@ -54,7 +54,9 @@ __all__ = [
     "RetriesExhausted",
     "VERSION",
     "ValidationError",
+    "aflush",
     "alias",
+    "ashutdown",
     "context_from_request",
     "current_scope",
     "flush",
@@ -143,6 +145,25 @@ class _Facade(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _Facade
+
+
+async def aflush(timeout: float | None = None) -> bool:
+    """As flush(), awaited: the event loop keeps running while it waits."""
+    return await _aover_clients("aflush", timeout)
+
+
+async def ashutdown(timeout: float | None = None) -> bool:
+    """As shutdown(), awaited: the event loop keeps running while it waits."""
+    return await _aover_clients("ashutdown", timeout)
+
+
+async def _aover_clients(method: str, timeout: float | None) -> bool:
+    """Every client at once: each wait is bounded by the one `timeout`."""
+    import asyncio
+
+    found = _resolved() if _client_resolvers else None
+    clients = [found] if found is not None else _each_client()
+    return all(await asyncio.gather(*(getattr(c, method)(timeout) for c in clients)))
 
 
 def _client() -> Client:

@@ -246,6 +246,18 @@ class Client:
 
     join = shutdown  # Segment's name for it
 
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """As flush, awaited: the event loop keeps running while it waits."""
+        from .aio import aflush
+
+        return await aflush(self._here(), timeout)
+
+    async def ashutdown(self, timeout: float | None = None) -> bool:
+        """As shutdown, awaited: the event loop keeps running while it waits."""
+        from .aio import ashutdown
+
+        return await ashutdown(self._here(), timeout)
+
     def stats(self) -> dict[str, Any]:
         """Running totals: queued, delivered, dropped (by reason), retries, requests, pending."""
         return self._pipeline.stats.snapshot()

@@ -140,6 +140,12 @@ def stopped(client: Drained) -> None:
         _running.discard(client)
 
 
+def running() -> list[Drained]:
+    """The pipelines started and not shut down, in this process."""
+    with _lock:
+        return list(_running)
+
+
 def flush_all(timeout: float | None) -> bool:
     """Flush every running pipeline within one shared `timeout`; False if it ran out."""
     with _lock:

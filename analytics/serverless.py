@@ -42,6 +42,17 @@ def flush_after(
         except Exception:
             logger.exception("analytics: flush_after could not flush")
 
+    async def aflush() -> None:
+        # Awaited on the handler's loop: other tasks keep running while it waits.
+        from . import aio
+
+        try:
+            pending = client.aflush(timeout) if client is not None else aio.aflush_running(timeout)
+            if not await pending:
+                logger.warning("analytics: flush_after ran out of time (%ss)", timeout)
+        except Exception:
+            logger.exception("analytics: flush_after could not flush")
+
     def decorate(handler: F) -> F:
         if inspect.iscoroutinefunction(handler):
 
@@ -50,9 +61,7 @@ def flush_after(
                 try:
                     return await handler(*args, **kwargs)
                 finally:
-                    import asyncio  # only async handlers need it
-
-                    await asyncio.get_running_loop().run_in_executor(None, flush)
+                    await aflush()
 
             return async_wrapper  # type: ignore[return-value]
 
