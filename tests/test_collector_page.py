@@ -165,7 +165,10 @@ def test_timeline_counts_events_per_minute_by_type(
     timeline = get(server.url, "/v1/timeline?minutes=5")
     after = dt.datetime.now(dt.timezone.utc)
     assert timeline["minutes"] == 5
-    assert timeline["types"] == ["identify", "track", "page", "screen", "group", "alias"]
+    assert timeline["types"] == [
+        "identify", "track", "page", "screen", "group", "alias",  # Segment's
+        "init", "attributes", "event",  # A-Track's
+    ]  # fmt: skip
     buckets = timeline["buckets"]
     assert len(buckets) == 5
     assert buckets[-1]["minute"] in {t.strftime("%Y-%m-%dT%H:%MZ") for t in (before, after)}

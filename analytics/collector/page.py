@@ -45,10 +45,10 @@ _ASSETS = {
 
 
 def security_headers() -> list[tuple[str, str]]:
-    """Headers sent with the page and its assets."""
+    """Headers sent with the page and its assets (`X-Content-Type-Options: nosniff` goes
+    with every answer of the collector)."""
     return [
         ("Content-Security-Policy", CSP),
-        ("X-Content-Type-Options", "nosniff"),
         ("Referrer-Policy", "no-referrer"),
         ("Cache-Control", "no-store"),
     ]
@@ -165,7 +165,11 @@ def _keys(items: Sequence[Any], parts: Sequence[str]) -> list[str]:
 
 
 def _json_block(value: Any) -> str:
-    return f"<pre>{html.escape(json.dumps(value, indent=2, ensure_ascii=False))}</pre>"
+    try:
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+    except RecursionError:  # the indenting encoder recurses in Python: deep but valid JSON
+        text = json.dumps(value, ensure_ascii=False)
+    return f"<pre>{html.escape(text)}</pre>"
 
 
 def _event_rows(events: Sequence[dict[str, Any]], today: str) -> str:
