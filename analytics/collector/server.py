@@ -576,7 +576,7 @@ class Collector:
             )
         except StoreError as exc:
             return _error(503, str(exc))
-        body = html.encode("utf-8")
+        body = html.encode("utf-8", "backslashreplace")  # a lone surrogate shows as \ud800
         return Reply(
             200, None, headers=page.security_headers(), body=body, content_type=page.HTML_TYPE
         )
