@@ -22,7 +22,8 @@ def build_parser(prog: str = "analytics-collector") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="A local Segment-compatible collector: POST /v1/batch (and /v1/<type>) "
-        "stores events in SQLite; GET /v1/events, /v1/rejected and /v1/stats read them, "
+        "stores events in SQLite, and so do A-Track's POST /init, /attributes and /event; "
+        "GET /v1/events, /v1/rejected and /v1/stats read them, "
         "and GET / is a live page of them.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -1,6 +1,6 @@
 """The collector's HTTP side: a threaded server on 127.0.0.1 that takes Segment-format
-batches, checks auth, size and spec, commits to the `Store`, answers the read API, and
-serves the live page (`GET /`, see `page`)."""
+batches and A-Track requests, checks auth, size and spec, commits to the `Store`, answers
+the read API, and serves the live page (`GET /`, see `page`)."""
 
 from __future__ import annotations
 
