@@ -443,8 +443,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 def _span(first: str, last: str, unit: str) -> list[str]:
     """The bucket keys (ISO prefixes) from the one holding `first` to the one holding `last`."""
-    start = _floor(dt.datetime.fromisoformat(first), unit)
-    end = _floor(dt.datetime.fromisoformat(last), unit)
+    first_at, last_at = parse_iso8601(first), parse_iso8601(last)
+    if first_at is None or last_at is None:  # never: the store wrote both
+        return []
+    start, end = _floor(first_at, unit), _floor(last_at, unit)
     keys: list[str] = []
     moment = start
     while moment <= end and len(keys) <= MAX_EVENT_BUCKETS:
