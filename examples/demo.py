@@ -1,5 +1,5 @@
-"""`make demo`: start a local collector, send a realistic session through `analytics`,
-then show what the collector stored. Offline; takes about a second.
+"""`make demo`: start a local collector, send a realistic session through `analytics` (and a
+short one over A-Track), then show what the collector stored. Offline; takes about a second.
 
     python examples/demo.py               # run the tour, stop the collector
     python examples/demo.py --keep-open   # ... and leave it running until Ctrl-C (DEMO_KEEP=1)
@@ -21,6 +21,7 @@ from typing import Any
 
 import analytics
 from analytics.collector import MESSAGE_TYPES, Collector
+from analytics.collector.validate import ATRACK_TYPES
 
 WRITE_KEY = "demo-write-key"
 
@@ -60,25 +61,46 @@ def session() -> None:
     try:
         analytics.track("user-42")  # a programmer error: no event name
     except analytics.ValidationError as exc:
-        print(f"an invalid call is refused at once, on the caller's thread: {exc}")
+        print(f"input check works: track() without an event name is refused in the caller with"
+              f" ValidationError, as designed ({exc})")  # fmt: skip
+
+
+def atrack_session(host: str, errors: list[Exception]) -> bool:
+    """The same visitor's app over A-Track: init, an event, attributes. True if delivered."""
+    client = analytics.Client(
+        WRITE_KEY, protocol="atrack", host=host, flush_interval=0.1,
+        on_error=lambda error, batch: errors.append(error),
+    )  # fmt: skip
+    try:
+        client.init("user-42", attributes={"plan": "pro"})
+        client.track(event="Project Created", properties={"template": "blank"})
+        client.set_attributes({"projects": 1})
+        return client.flush(timeout=10)
+    finally:
+        client.shutdown(timeout=5)
 
 
 def show(collector: Collector) -> None:
     """A table of stored counts by type, then two stored messages in full."""
     stats = collector.stats()
-    print("\nwhat the collector stored:\n")
+    print("\nwhat the collector stored, by Segment's protocol (POST /v1/batch):\n")
     print(f"  {'type':<10}{'count':>6}")
     print(f"  {'-' * 10}{'-' * 6}")
     for kind in MESSAGE_TYPES:
         print(f"  {kind:<10}{stats['by_type'][kind]:>6}")
     print(f"  {'-' * 10}{'-' * 6}")
-    print(f"  {'total':<10}{stats['events']:>6}")
+    print(f"  {'total':<10}{sum(stats['by_type'].values()):>6}")
     print(f"  {'rejected':<10}{stats['rejected']:>6}")
+    print("\nand by A-Track's (POST /init, /event, /attributes):\n")
+    for kind in ATRACK_TYPES:
+        print(f"  {kind:<10}{stats['atrack_by_type'][kind]:>6}")
     requests = stats["requests"]["total"]
-    print(f"\n  ({requests} HTTP request(s) to {collector.url}/v1/batch)")
+    print(f"\n  ({requests} HTTP requests to {collector.url}: one Segment batch, and one per")
+    print("   A-Track message)")
     for title, found in (
         ("the identify call", collector.events(type="identify", limit=1)),
         ("the Order Completed event", collector.events(event="Order Completed", limit=1)),
+        ("the A-Track event", collector.events(protocol="atrack", type="event", limit=1)),
     ):
         print(f"\n{title}, as stored:\n")
         print(json.dumps(found[0], indent=2))
@@ -125,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             session()
             delivered = analytics.flush(timeout=10)
             analytics.shutdown(timeout=5)
+            delivered = atrack_session(collector.url, errors) and delivered
             print(f"flushed: {'everything delivered' if delivered and not errors else errors}")
             show(collector)
             if args.keep_open:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import queue
+import resource
 import signal
 import subprocess
 import sys
@@ -74,8 +75,12 @@ class CollectorProcess:
 
     def __init__(
         self, db: str | Path, *args: str, command: tuple[str, ...] = ("analytics.collector",),
-        startup: float = 20,
+        startup: float = 20, max_file_bytes: int | None = None,
     ) -> None:  # fmt: skip
+        def limit_files() -> None:  # a disk that fails: writes past this size get EFBIG
+            if max_file_bytes is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
         self.proc = subprocess.Popen(
             [PY, "-m", *command, "--port", "0", "--db", str(db), *args],
             stdout=subprocess.PIPE,
@@ -83,6 +88,7 @@ class CollectorProcess:
             text=True,
             env=clean_env(),
             cwd=ROOT,
+            preexec_fn=limit_files if max_file_bytes is not None else None,
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.stdout: list[str] = []

@@ -243,3 +243,46 @@ def test_a_hostile_event_name_is_shown_as_text(
     assert no_alert(driver)
     assert csp_violations(driver) == []
     driver.save_screenshot(str(tmp_path / "collector-page-hostile.png"))
+
+
+# Where each cell of the first row sits, and whether anything sticks out of the window.
+LAYOUT_JS = """
+const li = document.querySelector("#events > li");
+const box = (sel) => {
+  const r = li.querySelector(sel).getBoundingClientRect();
+  return {left: r.left, right: r.right, width: r.width, top: r.top};
+};
+return {
+  viewport: document.documentElement.clientWidth,
+  scroll: document.documentElement.scrollWidth,
+  user: box(".user"), at: box(".at"), type: box(".type"), name: box(".name"),
+  userText: li.querySelector(".user").textContent,
+  atText: li.querySelector(".at").textContent,
+};
+"""
+
+
+def test_the_layout_holds_at_400_px_and_shows_the_event_time(
+    driver: WebDriver, collector: Collector, client: analytics.Client
+) -> None:
+    client.track("user-at-400px", "Imported", timestamp="2025-06-01T10:00:00Z")
+    assert client.flush(timeout=5)
+    driver.set_window_size(400, 900)
+    try:
+        open_page(driver, collector.url + "/?chart=event")
+        wait_for(driver, "the row", lambda d: rows(d))
+        layout = driver.execute_script(LAYOUT_JS)
+        assert layout["scroll"] <= layout["viewport"], layout  # no sideways scrolling
+        for cell in ("user", "at", "type", "name"):
+            box = layout[cell]
+            inside = box["left"] >= 0 and box["right"] <= layout["viewport"]
+            assert box["width"] > 0 and inside, (cell, layout)
+        assert layout["userText"] == "user-at-400px"
+        assert layout["atText"] == "2025-06-01 10:00:00"  # the event's own time, whole
+        assert layout["user"]["width"] >= 100, layout  # room for a user id, not a sliver
+        assert text(driver, "chart-title").startswith("Events by their own timestamp")
+        wait_for(driver, "bars by event time", lambda d: d.execute_script(
+            "return document.querySelectorAll('#chart .bar').length") == 1)  # fmt: skip
+        assert csp_violations(driver) == []
+    finally:
+        driver.set_window_size(1200, 900)

@@ -165,7 +165,10 @@ def test_timeline_counts_events_per_minute_by_type(
     timeline = get(server.url, "/v1/timeline?minutes=5")
     after = dt.datetime.now(dt.timezone.utc)
     assert timeline["minutes"] == 5
-    assert timeline["types"] == ["identify", "track", "page", "screen", "group", "alias"]
+    assert timeline["types"] == [
+        "identify", "track", "page", "screen", "group", "alias",  # Segment's
+        "init", "attributes", "event",  # A-Track's
+    ]  # fmt: skip
     buckets = timeline["buckets"]
     assert len(buckets) == 5
     assert buckets[-1]["minute"] in {t.strftime("%Y-%m-%dT%H:%MZ") for t in (before, after)}
@@ -245,3 +248,19 @@ def test_collector_command_prints_the_page_url(tmp_path: Path) -> None:
     with CollectorProcess(tmp_path / "c.db", "--quiet") as proc:
         assert proc.stop(signal.SIGTERM) == 0
     assert f"open {proc.url}/ to see the events" in proc.output
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/?tab=rejected", "/app.js", "/app.css", "/favicon.svg", "/health", "/v1/stats",
+     "/v1/events", "/v1/rejected", "/v1/timeline", "/v1/timeline?by=event"],
+)  # fmt: skip
+def test_head_is_answered_on_every_get_route(server: Collector, path: str) -> None:
+    got = http.get(server.url + path, timeout=10)
+    head = http.head(server.url + path, timeout=10)
+    assert (got.status_code, head.status_code) == (200, 200)
+    assert head.content == b""
+    assert head.headers["Content-Type"] == got.headers["Content-Type"]
+    if path in ("/app.js", "/app.css", "/favicon.svg", "/health", "/v1/events"):
+        assert int(head.headers["Content-Length"]) == len(got.content)
+    assert http.head(server.url + "/v1/nothing", timeout=10).status_code == 404

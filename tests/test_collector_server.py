@@ -185,12 +185,13 @@ def test_invalid_messages_are_reported_per_message_and_kept(server: Collector) -
     assert sorted(reasons) == list(range(1, len(INVALID) + 1))
     for i, (_, expected) in enumerate(INVALID, 1):
         assert expected in reasons[i], (i, reasons[i])
+    assert server.stats()["rejected"] == len(INVALID)
+    server.stop()  # the running collector holds its file exclusively
     rows = db_rows(server.store.path, "SELECT batch_index, reason, raw, received_at FROM rejected")
     assert len(rows) == len(INVALID)
     for index, reason, raw, received_at in rows:
         assert json.loads(raw) == INVALID[index - 1][0]
         assert reason == reasons[index] and received_at
-    assert server.stats()["rejected"] == len(INVALID)
 
 
 @pytest.mark.parametrize(
@@ -233,11 +234,11 @@ def test_write_key_allow_list() -> None:
 def test_write_key_is_stored_only_as_a_short_hash(server: Collector, tmp_path: Path) -> None:
     assert post(server.url, json_body={"batch": [msg(), msg()]}).status_code == 200
     post(server.url, json_body={"batch": [msg(userId=None)]})  # one rejected row too
+    server.stop()  # the running collector holds its file exclusively
     sources = db_rows(
         server.store.path, "SELECT source FROM events UNION SELECT source FROM rejected"
     )
     assert sources == [(key_hash(KEY),)] and len(key_hash(KEY)) == 12
-    server.stop()
     for f in tmp_path.iterdir():
         data = f.read_bytes()
         assert KEY.encode() not in data and KEY_TOKEN.encode() not in data, f.name

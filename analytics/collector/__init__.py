@@ -7,7 +7,7 @@ Run it with `python -m analytics.collector` (or `analytics-collector`), or in pr
 from __future__ import annotations
 
 from .server import Collector, basic_auth_key, key_hash
-from .store import Rejection, Store, StoreClosed
+from .store import Rejection, Store, StoreClosed, StoreError
 from .validate import MESSAGE_TYPES, check, parse_iso8601
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Rejection",
     "Store",
     "StoreClosed",
+    "StoreError",
     "basic_auth_key",
     "check",
     "key_hash",

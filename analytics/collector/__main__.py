@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from .server import Collector
+from .server import DEFAULT_REQUEST_TIMEOUT, Collector
 
 DEFAULT_PORT = 8787
 DEFAULT_DB = "analytics-collector.db"
@@ -22,7 +22,8 @@ def build_parser(prog: str = "analytics-collector") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="A local Segment-compatible collector: POST /v1/batch (and /v1/<type>) "
-        "stores events in SQLite; GET /v1/events, /v1/rejected and /v1/stats read them, "
+        "stores events in SQLite, and so do A-Track's POST /init, /attributes and /event; "
+        "GET /v1/events, /v1/rejected and /v1/stats read them, "
         "and GET / is a live page of them.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -54,6 +55,11 @@ def build_parser(prog: str = "analytics-collector") -> argparse.ArgumentParser:
         "--delay-ms", type=float, default=0, metavar="D",
         help="fault injection: wait D milliseconds before answering each POST",
     )  # fmt: skip
+    p.add_argument(
+        "--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT, metavar="SECONDS",
+        help="a whole request (line, headers, body) must arrive within this many seconds of"
+        f" its first byte, else the connection is closed (default {DEFAULT_REQUEST_TIMEOUT:g})",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no request log on stderr")
     return p
 
@@ -67,8 +73,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "analytics-collector") -
         or args.delay_ms < 0
         or bad_retry_after
         or not (100 <= args.fail_status <= 599)
+        or not args.request_timeout > 0
     ):
-        print(f"{prog}: error: bad fault-injection options", file=sys.stderr)
+        print(f"{prog}: error: bad fault-injection or timeout options", file=sys.stderr)
         return 2
     if args.host not in _LOOPBACK:
         print(f"{prog}: warning: {args.host} is not loopback; the collector is reachable "
@@ -78,6 +85,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "analytics-collector") -
             db=args.db, host=args.host, port=args.port, write_keys=args.write_keys,
             fail_first=args.fail_first, fail_status=args.fail_status,
             retry_after=args.retry_after, delay_ms=args.delay_ms, quiet=args.quiet,
+            request_timeout=args.request_timeout,
         ).start()  # fmt: skip
     except Exception as exc:  # port in use, unwritable database ...
         print(f"{prog}: error: cannot start: {exc}", file=sys.stderr)

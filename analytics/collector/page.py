@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..version import VERSION
-from .validate import MESSAGE_TYPES
+from .validate import ATRACK_TYPES, MESSAGE_TYPES, parse_iso8601
 
 LIMIT = 100
 """Events (and rejected messages) the page lists: the newest ones."""
@@ -29,6 +29,9 @@ POLL_MS = 1500
 FILTERS = ("type", "user_id", "event")
 """The event filters the page offers, as named in its query string and in `/v1/events`."""
 TABS = ("events", "rejected")
+CHARTS = ("received", "event")
+"""The chart's modes: per minute received (the last hour), or by the events' own time."""
+KINDS = (*MESSAGE_TYPES, *ATRACK_TYPES)
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -45,10 +48,10 @@ _ASSETS = {
 
 
 def security_headers() -> list[tuple[str, str]]:
-    """Headers sent with the page and its assets."""
+    """Headers sent with the page and its assets (`X-Content-Type-Options: nosniff` goes
+    with every answer of the collector)."""
     return [
         ("Content-Security-Policy", CSP),
-        ("X-Content-Type-Options", "nosniff"),
         ("Referrer-Policy", "no-referrer"),
         ("Cache-Control", "no-store"),
     ]
@@ -76,6 +79,7 @@ class View:
 
     filters: dict[str, str] = field(default_factory=dict)
     tab: str = "events"
+    chart: str = "received"
 
     @classmethod
     def from_query(cls, query: Mapping[str, Sequence[str]]) -> View:
@@ -84,16 +88,21 @@ class View:
         for name in FILTERS:
             values = query.get(name) or [""]
             value = values[-1]
-            if value and (name != "type" or value in MESSAGE_TYPES):
+            if value and (name != "type" or value in KINDS):
                 filters[name] = value
         tab = (query.get("tab") or ["events"])[-1]
-        return cls(filters, tab if tab in TABS else "events")
+        chart = (query.get("chart") or ["received"])[-1]
+        return cls(
+            filters, tab if tab in TABS else "events", chart if chart in CHARTS else "received"
+        )
 
-    def href(self, tab: str) -> str:
-        """A link to this view with tab `tab`."""
+    def href(self, tab: str, chart: str | None = None) -> str:
+        """A link to this view with tab `tab` (and chart mode `chart`, else this one's)."""
         params = dict(self.filters)
         if tab != "events":
             params["tab"] = tab
+        if (chart or self.chart) != "received":
+            params["chart"] = chart or self.chart
         return "/?" + urlencode(params) if params else "/"
 
 
@@ -110,12 +119,18 @@ def _text(value: Any) -> str:
 
 def label(message: Any) -> str:
     """The name column of an event: a track's event, a page's or screen's name (after its
-    category), a group's groupId, an alias's previousId; empty for an identify."""
+    category), a group's groupId, an alias's previousId; empty for an identify. From
+    A-Track: an event's name, an init's "new user" or "returning user", an attributes'
+    mode."""
     if not isinstance(message, dict):
         return ""
     kind = message.get("type")
-    if kind == "track":
+    if kind == "track" or kind == "event":
         return _text(message.get("event"))
+    if kind == "init" and message.get("protocol") == "atrack":
+        return "new user" if message.get("isNewUser") is True else "returning user"
+    if kind == "attributes" and message.get("protocol") == "atrack":
+        return _text(message.get("mode"))
     if kind in ("page", "screen"):
         parts = [_text(message.get(k)) for k in ("category", "name")]
         return " \u00b7 ".join(p for p in parts if p)
@@ -127,10 +142,11 @@ def label(message: Any) -> str:
 
 
 def who(message: Any) -> tuple[str, bool]:
-    """The user column: the userId, else the anonymousId (then True: anonymous)."""
+    """The user column: the userId (an A-Track message's uuid), else the anonymousId (then
+    True: anonymous)."""
     if not isinstance(message, dict):
         return "", False
-    user = _text(message.get("userId"))
+    user = _text(message.get("uuid" if message.get("protocol") == "atrack" else "userId"))
     if user:
         return user, False
     return _text(message.get("anonymousId")), True
@@ -143,6 +159,18 @@ def short_time(received_at: Any, today: str) -> str:
         return text
     clock = text[11:19]
     return clock if text[:10] == today else f"{text[:10]} {clock}"
+
+
+def event_time(timestamp: Any) -> str:
+    """A message's own `timestamp` in UTC as `receivedAt` is written, or "" (none, or not
+    ISO-8601): what the event-time column shows (app.js: the same with Date)."""
+    when = parse_iso8601(timestamp) if isinstance(timestamp, str) else None
+    if when is None:
+        return ""
+    try:
+        return when.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError):
+        return ""
 
 
 # -- rendering ----------------------------------------------------------------------------
@@ -165,7 +193,11 @@ def _keys(items: Sequence[Any], parts: Sequence[str]) -> list[str]:
 
 
 def _json_block(value: Any) -> str:
-    return f"<pre>{html.escape(json.dumps(value, indent=2, ensure_ascii=False))}</pre>"
+    try:
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+    except RecursionError:  # the indenting encoder recurses in Python: deep but valid JSON
+        text = json.dumps(value, ensure_ascii=False)
+    return f"<pre>{html.escape(text)}</pre>"
 
 
 def _event_rows(events: Sequence[dict[str, Any]], today: str) -> str:
@@ -175,10 +207,18 @@ def _event_rows(events: Sequence[dict[str, Any]], today: str) -> str:
         name = label(m)
         user, anonymous = who(m)
         received = m.get("receivedAt")
+        stamp, at = m.get("timestamp"), event_time(m.get("timestamp"))
+        at_cell = (
+            f'<time class="at" datetime="{_e(at)}" title="event time: {_e(stamp)}">'
+            f"{_e(short_time(at, today))}</time>"
+            if at
+            else '<span class="at none">-</span>'
+        )
         rows.append(
             f'<li data-key="{_e(key)}"><details><summary>'
             f'<time datetime="{_e(received)}" title="{_e(received)}">'
             f"{_e(short_time(received, today))}</time>"
+            f"{at_cell}"
             f'<span class="type t-{_e(kind)}">{_e(kind)}</span>'
             f'<span class="name{"" if name else " none"}">{_e(name or "-")}</span>'
             f'<span class="user{" anon" if anonymous else ""}">{_e(user)}</span>'
@@ -234,6 +274,7 @@ def render(
     on_events = view.tab == "events"
     parts = {
         "version": _e(VERSION),
+        "chart": _e(view.chart),
         "poll_ms": str(POLL_MS),
         "limit": str(LIMIT),
         "counts": "".join(
@@ -242,8 +283,10 @@ def render(
             for name, value in counts
         ),
         "legend": "".join(
-            f'<span class="key"><span class="swatch t-{k}"></span>{k}</span>' for k in MESSAGE_TYPES
+            f'<span class="key"><span class="swatch t-{k}"></span>{k}</span>' for k in KINDS
         ),
+        "chart_title": _e(CHART_TITLES[view.chart]),
+        "chart_modes": "".join(_chart_link(view, mode, title) for mode, title in CHART_MODES),
         "tab_events": _tab_link(view, "events", "Events"),
         "tab_rejected": _tab_link(
             view,
@@ -255,7 +298,7 @@ def render(
         "rejected_hidden": " hidden" if on_events else "",
         "type_options": "".join(
             f'<option value="{k}"{" selected" if k == chosen else ""}>{k or "all"}</option>'
-            for k in ("", *MESSAGE_TYPES)
+            for k in ("", *KINDS)
         ),
         "user_id": _e(view.filters.get("user_id", "")),
         "event": _e(view.filters.get("event", "")),
@@ -266,6 +309,21 @@ def render(
         "rejected_empty_hidden": " hidden" if rejected else "",
     }
     return _PAGE.format(**parts)
+
+
+CHART_MODES = (("received", "received"), ("event", "event time"))
+CHART_TITLES = {
+    "received": "Events per minute by type, last hour (UTC)",
+    "event": "Events by their own timestamp, by type (UTC)",
+}
+
+
+def _chart_link(view: View, mode: str, title: str) -> str:
+    pressed = "true" if view.chart == mode else "false"
+    return (
+        f'<a href="{_e(view.href(view.tab, mode))}" id="chart-{mode}" data-chart="{mode}"'
+        f' aria-pressed="{pressed}">{_e(title)}</a>'
+    )
 
 
 def _tab_link(view: View, name: str, title: str, extra: str = "") -> str:
@@ -289,7 +347,7 @@ _PAGE = """<!doctype html>
 <link rel="stylesheet" href="/app.css">
 <script src="/app.js" defer></script>
 </head>
-<body data-poll-ms="{poll_ms}" data-limit="{limit}">
+<body data-poll-ms="{poll_ms}" data-limit="{limit}" data-chart="{chart}">
 <header>
 <h1>analytics collector <small>{version}</small></h1>
 <p id="status" role="status">server-rendered; live updates need JavaScript</p>
@@ -297,7 +355,8 @@ _PAGE = """<!doctype html>
 <main>
 <section class="counts" aria-label="totals">{counts}</section>
 <section class="chart">
-<h2>Events per minute by type, last hour (UTC)</h2>
+<div class="chart-head"><h2 id="chart-title">{chart_title}</h2>
+<p class="modes" aria-label="chart by">by {chart_modes}</p></div>
 <svg id="chart" viewBox="0 0 720 150" role="img" aria-label="events per minute by type"></svg>
 <p class="legend">{legend}</p>
 </section>
@@ -316,8 +375,9 @@ _PAGE = """<!doctype html>
 <a href="/" id="clear">Clear</a>
 </form>
 <p class="summary" id="events-summary">{summary}</p>
-<div class="rows-head"><span>time (UTC)</span><span>type</span><span>event / name</span>
-<span>user</span></div>
+<div class="rows-head"><span class="h-time">received (UTC)</span>
+<span class="h-at">event time</span><span class="h-type">type</span>
+<span class="h-name">event / name</span><span class="h-user">user</span></div>
 <ol id="events" class="rows">
 {event_rows}
 </ol>

@@ -1,6 +1,6 @@
 """The collector's HTTP side: a threaded server on 127.0.0.1 that takes Segment-format
-batches, checks auth, size and spec, commits to the `Store`, answers the read API, and
-serves the live page (`GET /`, see `page`)."""
+batches and A-Track requests, checks auth, size and spec, commits to the `Store`, answers
+the read API, and serves the live page (`GET /`, see `page`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import binascii
 import contextlib
 import hashlib
 import hmac
+import io
 import json
 import socket
 import sqlite3
@@ -27,11 +28,16 @@ from urllib.parse import parse_qs, urlsplit
 from ..batch import MAX_BATCH_BYTES
 from ..version import VERSION
 from . import page
-from .store import MAX_TIMELINE_MINUTES, Rejection, Store, StoreClosed
-from .validate import MESSAGE_TYPES, check
+from .store import KINDS, MAX_TIMELINE_MINUTES, PROTOCOLS, Rejection, Store, StoreError
+from .validate import ATRACK_TYPES, MESSAGE_TYPES, check, check_atrack
 
 BATCH_PATH = "/v1/batch"
 SINGLE_PATHS = {f"/v1/{kind}": kind for kind in MESSAGE_TYPES}
+ATRACK_PATHS = {f"/{kind}": kind for kind in ATRACK_TYPES}  # /init, /attributes, /event
+ATRACK_KEY_HEADER = "x-a-track-key"
+DEFAULT_REQUEST_TIMEOUT = 30.0
+"""Seconds a whole request (its line, headers and body) may take to arrive, from its first
+byte: a client that drips bytes is cut off after this, whatever each read takes."""
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 # A gzipped body of at most MAX_BATCH_BYTES can be a little larger than its content.
@@ -80,6 +86,42 @@ def _error(status: int, message: str, close: bool = False) -> Reply:
     return Reply(status, {"success": False, "error": message}, close)
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The socket's reading side with a whole-request deadline: waiting for a request's
+    first byte may take the idle timeout; from that byte on, the request has `limit`
+    seconds in all (TimeoutError after)."""
+
+    def __init__(self, sock: socket.socket, idle: float | None, limit: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._idle = idle
+        self.limit = limit
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is None:
+            wait = self._idle
+        else:
+            wait = self.deadline - time.monotonic()
+            if wait <= 0:
+                raise TimeoutError(f"the request took longer than {self.limit:g} s to arrive")
+        self._sock.settimeout(wait)
+        try:
+            n = self._sock.recv_into(buffer)
+        except TimeoutError:
+            if self.deadline is None:
+                raise
+            raise TimeoutError(f"the request took longer than {self.limit:g} s to arrive") from None
+        finally:
+            self._sock.settimeout(self._idle)  # writing the answer has the idle timeout
+        if n and self.deadline is None:
+            self.deadline = time.monotonic() + self.limit
+        return n
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
@@ -98,7 +140,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.rfile.close()  # read through the deadline instead
+        self._reader = _DeadlineReader(
+            self.connection, self.timeout, self.server.collector.request_timeout
+        )
+        self.rfile = io.BufferedReader(self._reader)
         self.server.collector._opened(self.connection)
+
+    def handle_one_request(self) -> None:
+        self._reader.deadline = None  # each request's deadline starts at its first byte
+        super().handle_one_request()
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        self.send_header("X-Content-Type-Options", "nosniff")  # every answer, errors too
 
     def finish(self) -> None:
         try:
@@ -111,6 +166,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.collector._serve(self, self.server.collector._get)
+
+    do_HEAD = do_GET  # the same headers, no body (see Collector._send)
 
     def _not_allowed(self) -> None:
         self.server.collector._serve(self, lambda h: _error(405, "method not allowed", True))
@@ -144,9 +201,13 @@ class Collector:
         delay_ms: float = 0,
         quiet: bool = True,
         log: TextIO | None = None,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         if fail_first < 0 or delay_ms < 0 or (retry_after is not None and retry_after < 0):
             raise ValueError("fail_first, retry_after and delay_ms must be >= 0")
+        if not request_timeout > 0:
+            raise ValueError(f"request_timeout must be > 0, not {request_timeout}")
+        self.request_timeout = float(request_timeout)
         if not 100 <= fail_status <= 599:
             raise ValueError(f"fail_status must be an HTTP status, not {fail_status}")
         self.host = host
@@ -277,6 +338,8 @@ class Collector:
         try:
             try:
                 reply = route(h)
+            except StoreError as exc:
+                reply = _error(503, str(exc))
             except Exception as exc:  # a bug must cost one request, not the server
                 self._log(f"internal error: {type(exc).__name__}: {exc}")
                 reply = _error(500, "internal error of the collector", close=True)
@@ -291,10 +354,7 @@ class Collector:
             with self._cond:
                 self._statuses[reply.status] += 1
         self._log_reply(h, reply)
-        if reply.body is not None:
-            data = reply.body
-        else:
-            data = json.dumps(reply.payload, ensure_ascii=False).encode("utf-8") + b"\n"
+        data = reply.body if reply.body is not None else _json_bytes(reply.payload)
         try:
             h.send_response(reply.status)
             h.send_header("Content-Type", reply.content_type)
@@ -305,7 +365,8 @@ class Collector:
                 h.send_header("Connection", "close")
                 h.close_connection = True
             h.end_headers()
-            h.wfile.write(data)
+            if h.command != "HEAD":
+                h.wfile.write(data)
             h.wfile.flush()
         except OSError:
             h.close_connection = True
@@ -327,7 +388,8 @@ class Collector:
 
     def _post(self, h: _Handler) -> Reply:
         path = urlsplit(h.path).path
-        if path != BATCH_PATH and path not in SINGLE_PATHS:
+        atrack = ATRACK_PATHS.get(path)
+        if path != BATCH_PATH and path not in SINGLE_PATHS and atrack is None:
             return _error(404, f"no such endpoint: POST {path}", close=True)
         raw = self._read_body(h)
         if isinstance(raw, Reply):
@@ -342,18 +404,24 @@ class Collector:
             if self.retry_after is not None:
                 reply.headers.append(("Retry-After", f"{self.retry_after:g}"))
             return reply
-        key = basic_auth_key(h.headers.get("Authorization"))
-        if key is None or not self._allowed_key(key):
-            reply = _error(401, "missing or unknown write key (HTTP Basic auth, key as user)")
-            reply.headers.append(("WWW-Authenticate", 'Basic realm="analytics-collector"'))
-            return reply
+        if atrack is not None:
+            key = h.headers.get(ATRACK_KEY_HEADER) or None
+            if key is None or not self._allowed_key(key):
+                return _error(401, f"missing or unknown key (the {ATRACK_KEY_HEADER} header)")
+        else:
+            key = basic_auth_key(h.headers.get("Authorization"))
+            if key is None or not self._allowed_key(key):
+                reply = _error(401, "missing or unknown write key (HTTP Basic auth, key as user)")
+                reply.headers.append(("WWW-Authenticate", 'Basic realm="analytics-collector"'))
+                return reply
         body = _decode(raw, h.headers.get("Content-Encoding"))
         if isinstance(body, Reply):
             return body
-        try:
-            data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, ValueError) as exc:
-            return _error(400, f"body is not valid JSON: {exc}")
+        data = _parse_json(body)
+        if isinstance(data, Reply):
+            return data
+        if atrack is not None:
+            return self._store_atrack(key_hash(key), atrack, data)
         items = _messages(data, SINGLE_PATHS.get(path))
         if isinstance(items, Reply):
             return items
@@ -362,9 +430,12 @@ class Collector:
     def _read_body(self, h: _Handler) -> bytes | Reply:
         if h.headers.get("Transfer-Encoding"):
             return _error(411, "send the body with a Content-Length", close=True)
-        length_text = h.headers.get("Content-Length")
-        if length_text is None:
+        lengths = {v.strip() for v in h.headers.get_all("Content-Length") or ()}
+        if not lengths:
             return _error(411, "Content-Length is required", close=True)
+        if len(lengths) > 1:
+            return _error(400, "conflicting Content-Length headers", close=True)
+        length_text = lengths.pop()
         try:
             length = int(length_text)
             if length < 0:
@@ -373,7 +444,10 @@ class Collector:
             return _error(400, f"bad Content-Length {length_text!r}", close=True)
         if length > MAX_RAW_BYTES:
             return _too_large(length, close=True)
-        raw = h.rfile.read(length)
+        try:
+            raw = h.rfile.read(length)
+        except TimeoutError as exc:
+            return _error(408, str(exc), close=True)
         if len(raw) < length:
             return _error(400, "the body ended before Content-Length bytes", close=True)
         return raw
@@ -393,7 +467,10 @@ class Collector:
                     f"type {item.get('type')!r} does not match the endpoint /v1/{kind}"
                 )
             else:
-                reason = check(item)
+                try:
+                    reason = check(item)
+                except Exception as exc:  # one odd message costs itself, not its batch
+                    reason = f"message could not be checked: {type(exc).__name__}"
             if reason is not None:
                 rejected.append(Rejection(index, item, reason))
                 continue
@@ -402,7 +479,7 @@ class Collector:
             accepted.append(item)
         try:
             duplicates = self.store.record(source, accepted, rejected)
-        except (StoreClosed, sqlite3.Error) as exc:
+        except (StoreError, sqlite3.Error) as exc:
             return _error(503, f"could not store the messages: {exc}")
         return Reply(
             200,
@@ -416,6 +493,28 @@ class Collector:
                 ],
             },
         )
+
+    def _store_atrack(self, source: str, kind: str, payload: Any) -> Reply:
+        """One A-Track request: stored as received, plus the `protocol`, `type` and
+        `messageId` the collector gives it (A-Track sends no id); 400 with the reason (and
+        kept in /v1/rejected) when it is not what the library sends."""
+        try:
+            reason = check_atrack(kind, payload)
+        except Exception as exc:
+            reason = f"body could not be checked: {type(exc).__name__}"
+        given = {"protocol": "atrack", "type": kind, "messageId": str(uuid.uuid4())}
+        if reason is not None:
+            accepted, rejected = [], [Rejection(0, payload, reason)]
+        else:
+            accepted = [{**given, **{k: v for k, v in payload.items() if k not in given}}]
+            rejected = []
+        try:
+            self.store.record(source, accepted, rejected, protocol="atrack")
+        except (StoreError, sqlite3.Error) as exc:
+            return _error(503, f"could not store the message: {exc}")
+        if reason is not None:
+            return _error(400, reason)
+        return Reply(200, {"success": True, "messageId": given["messageId"]})
 
     def _get(self, h: _Handler) -> Reply:
         url = urlsplit(h.path)
@@ -431,7 +530,15 @@ class Collector:
         if url.path == "/v1/timeline":
             return self._timeline(query)
         allowed = {
-            "/v1/events": ("type", "user_id", "anonymous_id", "event", "message_id", "limit"),
+            "/v1/events": (
+                "type",
+                "user_id",
+                "anonymous_id",
+                "event",
+                "message_id",
+                "protocol",
+                "limit",
+            ),
             "/v1/rejected": ("limit",),
         }
         if url.path not in allowed:
@@ -448,10 +555,13 @@ class Collector:
             if url.path == "/v1/rejected":
                 return Reply(200, self.store.rejections(limit))
             kind = params.get("type")
-            if kind is not None and kind not in MESSAGE_TYPES:
-                return _error(400, f"type must be one of {', '.join(MESSAGE_TYPES)}")
+            if kind is not None and kind not in KINDS:
+                return _error(400, f"type must be one of {', '.join(KINDS)}")
+            protocol = params.get("protocol")
+            if protocol is not None and protocol not in PROTOCOLS:
+                return _error(400, f"protocol must be one of {', '.join(PROTOCOLS)}")
             return Reply(200, self.store.events(limit=limit, **params))
-        except StoreClosed as exc:
+        except StoreError as exc:
             return _error(503, str(exc))
 
     def _page(self, query: dict[str, list[str]]) -> Reply:
@@ -464,9 +574,9 @@ class Collector:
                 self.store.rejections(page.LIMIT),
                 view,
             )
-        except StoreClosed as exc:
+        except StoreError as exc:
             return _error(503, str(exc))
-        body = html.encode("utf-8")
+        body = html.encode("utf-8", "backslashreplace")  # a lone surrogate shows as \ud800
         return Reply(
             200, None, headers=page.security_headers(), body=body, content_type=page.HTML_TYPE
         )
@@ -482,10 +592,14 @@ class Collector:
         )
 
     def _timeline(self, query: dict[str, list[str]]) -> Reply:
-        """`GET /v1/timeline?minutes=N`: events per minute by type (`Store.timeline`)."""
+        """`GET /v1/timeline?minutes=N`: events per minute received, by type;
+        `?by=event`: by the events' own time (`Store.timeline`)."""
         for name in query:
-            if name != "minutes":
+            if name not in ("minutes", "by"):
                 return _error(400, f"unknown parameter {name!r}")
+        by = (query.get("by") or ["received"])[-1]
+        if by not in ("received", "event"):
+            return _error(400, 'by must be "received" or "event"')
         try:
             minutes = int((query.get("minutes") or ["60"])[-1])
         except ValueError:
@@ -493,9 +607,27 @@ class Collector:
         if not 1 <= minutes <= MAX_TIMELINE_MINUTES:
             return _error(400, f"minutes must be an integer from 1 to {MAX_TIMELINE_MINUTES}")
         try:
-            return Reply(200, self.store.timeline(minutes))
-        except StoreClosed as exc:
+            return Reply(200, self.store.timeline(minutes, by=by))
+        except StoreError as exc:
             return _error(503, str(exc))
+
+
+def _json_bytes(payload: Any) -> bytes:
+    """An answer's JSON; a string that is not valid Unicode is sent as its JSON escape."""
+    try:
+        return json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        return json.dumps(payload).encode("ascii") + b"\n"
+
+
+def _parse_json(body: bytes) -> Any:
+    """The decoded body, or a 400 Reply: not UTF-8, not strict JSON, or nested too deep."""
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return _error(400, f"body is not valid JSON: {exc}")
+    except RecursionError:
+        return _error(400, "body is not valid JSON here: it is nested too deeply")
 
 
 def _limit(text: str | None) -> int | Reply:

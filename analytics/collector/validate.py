@@ -22,7 +22,12 @@ from ..spec import (
     present,
 )
 
-__all__ = ["MESSAGE_TYPES", "check", "encoded_size", "parse_iso8601"]
+__all__ = [
+    "ATRACK_TYPES", "MESSAGE_TYPES", "check", "check_atrack", "encoded_size", "parse_iso8601",
+]  # fmt: skip
+
+ATRACK_TYPES = ("init", "attributes", "event")
+"""A-Track's requests as the collector stores them: `POST /init`, `/attributes`, `/event`."""
 
 # How a missing required key is named in a reason; an id is just its key.
 _NEEDED = {"event": "event (a non-empty string)"}
@@ -34,10 +39,25 @@ def encoded_size(message: Any) -> int:
     return len(text.encode("utf-8", "replace"))
 
 
+def _not_unicode(message: Any) -> str | None:
+    """Why a decoded message cannot be stored as UTF-8 text, or None."""
+    try:
+        json.dumps(message, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(exc.object[exc.start])
+        return f"message holds a lone surrogate (\\u{code:04x}), which is not valid Unicode text"
+    except (RecursionError, ValueError) as exc:
+        return f"message cannot be written as JSON: {exc}"
+    return None
+
+
 def check(message: Any) -> str | None:
     """Why `message` breaks the Segment spec or the size limit; None when it is valid."""
     if not isinstance(message, dict):
         return f"message must be a JSON object, not {_json_kind(message)}"
+    reason = _not_unicode(message)
+    if reason is not None:
+        return reason
     size = encoded_size(message)
     if size > MAX_MESSAGE_BYTES:
         return f"message is {size} bytes of JSON, over the limit of {MAX_MESSAGE_BYTES} bytes"
@@ -91,3 +111,43 @@ def _json_kind(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+_ATRACK_REQUIRED = {
+    "init": ("uuid", "isNewUser", "attributes"),
+    "attributes": ("uuid", "mode", "attributes"),
+    "event": ("uuid", "event", "timestamp"),
+}
+
+
+def check_atrack(kind: str, payload: Any) -> str | None:
+    """Why an A-Track request body (`kind`: init, attributes or event) is refused; None
+    when it is one the library sends (see analytics/atrack/wire.py)."""
+    if not isinstance(payload, dict):
+        return f"body must be a JSON object, not {_json_kind(payload)}"
+    reason = _not_unicode(payload)
+    if reason is not None:
+        return reason
+    size = encoded_size(payload)
+    if size > MAX_MESSAGE_BYTES:
+        return f"body is {size} bytes of JSON, over the limit of {MAX_MESSAGE_BYTES} bytes"
+    missing = [key for key in _ATRACK_REQUIRED[kind] if key not in payload]
+    if missing:
+        return f"{kind} needs {' and '.join(missing)}"
+    if not is_wire_message_id(payload["uuid"]):
+        return "uuid must be a non-empty string"
+    for key in ("attributes", "context", "profile"):
+        value = payload.get(key)
+        if value is not None and not is_object(value):
+            return f"{key} must be a JSON object, not {_json_kind(value)}"
+    if kind == "init" and not isinstance(payload["isNewUser"], bool):
+        return f"isNewUser must be a boolean, not {_json_kind(payload['isNewUser'])}"
+    if "mode" in payload and payload["mode"] not in ("merge", "replace"):
+        return f'mode must be "merge" or "replace", not {payload["mode"]!r}'
+    if kind == "event":
+        if not isinstance(payload["event"], str) or not payload["event"]:
+            return "event must be a non-empty string"
+        stamp = payload["timestamp"]
+        if not isinstance(stamp, str) or parse_iso8601(stamp) is None:
+            return f"timestamp {stamp!r} is not an ISO-8601 date-time"
+    return None

@@ -7,6 +7,11 @@
   const SVG = "http://www.w3.org/2000/svg";
   const FILTERS = ["type", "user_id", "event"];
   const TABS = ["events", "rejected"];
+  const CHARTS = ["received", "event"];
+  const CHART_TITLES = {
+    received: "Events per minute by type, last hour (UTC)",
+    event: "Events by their own timestamp, by type (UTC)",
+  };
   const body = document.body;
   const POLL_MS = Number(body.dataset.pollMs) || 1500;
   const LIMIT = Number(body.dataset.limit) || 100;
@@ -25,19 +30,28 @@
       if (value) filters[name] = value;
     }
     const tab = TABS.includes(q.get("tab")) ? q.get("tab") : "events";
-    return { filters, tab };
+    const chart = CHARTS.includes(q.get("chart")) ? q.get("chart") : "received";
+    return { filters, tab, chart };
+  }
+
+  function viewHref(filters, tab, chart) {
+    const q = new URLSearchParams(filters);
+    if (tab !== "events") q.set("tab", tab);
+    if (chart !== "received") q.set("chart", chart);
+    return q.toString() ? "/?" + q.toString() : "/";
   }
 
   function writeView(view) {
-    const q = new URLSearchParams(view.filters);
-    if (view.tab !== "events") q.set("tab", view.tab);
-    const qs = q.toString();
-    history.replaceState(null, "", qs ? "?" + qs : location.pathname);
+    history.replaceState(null, "", viewHref(view.filters, view.tab, view.chart));
     for (const name of TABS) {
-      const link = new URLSearchParams(view.filters);
-      if (name !== "events") link.set("tab", name);
-      $("tab-" + name).setAttribute("href", link.toString() ? "/?" + link.toString() : "/");
+      $("tab-" + name).setAttribute("href", viewHref(view.filters, name, view.chart));
     }
+    for (const mode of CHARTS) {
+      const link = $("chart-" + mode);
+      link.setAttribute("href", viewHref(view.filters, view.tab, mode));
+      link.setAttribute("aria-pressed", String(mode === view.chart));
+    }
+    $("chart-title").textContent = CHART_TITLES[view.chart];
   }
 
   // -- DOM helpers ---------------------------------------------------------------------------
@@ -73,10 +87,21 @@
     return text.slice(0, 10) === today ? clock : text.slice(0, 10) + " " + clock;
   }
 
+  // The event's own timestamp in UTC, written as receivedAt is (page.py's event_time()).
+  function eventTime(timestamp) {
+    if (typeof timestamp !== "string" || !timestamp) return "";
+    const when = new Date(timestamp);
+    return isNaN(when.getTime()) ? "" : when.toISOString();
+  }
+
   // Same rules as page.py's label() and who().
   function label(m) {
     if (!m || typeof m !== "object") return "";
-    if (m.type === "track") return str(m.event);
+    if (m.type === "track" || m.type === "event") return str(m.event);
+    if (m.type === "init" && m.protocol === "atrack") {
+      return m.isNewUser === true ? "new user" : "returning user";
+    }
+    if (m.type === "attributes" && m.protocol === "atrack") return str(m.mode);
     if (m.type === "page" || m.type === "screen") {
       return [str(m.category), str(m.name)].filter(Boolean).join(" \u00b7 ");
     }
@@ -87,7 +112,7 @@
 
   function who(m) {
     if (!m || typeof m !== "object") return ["", false];
-    const user = str(m.userId);
+    const user = str(m.protocol === "atrack" ? m.uuid : m.userId);
     return user ? [user, false] : [str(m.anonymousId), true];
   }
 
@@ -105,6 +130,15 @@
     const t = el("time", "", shortTime(receivedAt));
     t.setAttribute("datetime", str(receivedAt));
     t.title = str(receivedAt);
+    return t;
+  }
+
+  function atCell(timestamp) {
+    const at = eventTime(timestamp);
+    if (!at) return el("span", "at none", "-");
+    const t = el("time", "at", shortTime(at));
+    t.setAttribute("datetime", at);
+    t.title = "event time: " + str(timestamp);
     return t;
   }
 
@@ -128,6 +162,7 @@
     if (/^[a-z]+$/.test(kind)) type.classList.add("t-" + kind);
     return row(key, [
       timeCell(m.receivedAt),
+      atCell(m.timestamp),
       type,
       el("span", name ? "name" : "name none", name || "-"),
       el("span", anonymous ? "user anon" : "user", user),
@@ -172,6 +207,16 @@
     return n;
   }
 
+  // How a bucket's start is written on the axis: HH:MM for the last hour, else by unit.
+  function bucketLabel(timeline, b) {
+    const start = str(b.start || b.minute);
+    const unit = timeline.unit || "minute";
+    if (timeline.by !== "event") return start.slice(11, 16);
+    if (unit === "month") return start.slice(0, 7);
+    if (unit === "day") return start.slice(0, 10);
+    return start.slice(0, 10) + " " + start.slice(11, 16);
+  }
+
   function drawChart(timeline) {
     const chart = $("chart");
     const W = 720, H = 150, left = 34, right = 6, top = 8, bottom = 20;
@@ -193,7 +238,7 @@
     buckets.forEach((b, i) => {
       if (!b.total) return;
       const g = svg("g", { class: "bar" });
-      const lines = [str(b.minute).slice(11, 16) + " UTC: " + b.total];
+      const lines = [bucketLabel(timeline, b) + " UTC: " + b.total];
       let y = top + plotH;
       for (const t of types) {
         const n = (b.by_type || {})[t] || 0;
@@ -212,12 +257,13 @@
         const anchor = i === 0 ? "start" : i === buckets.length - 1 ? "end" : "middle";
         const x = i === buckets.length - 1 ? W - right : left + i * slot + (i ? slot / 2 : 0);
         parts.push(svg("text", { x, y: H - 5, class: "axis", "text-anchor": anchor },
-          str(buckets[i].minute).slice(11, 16)));
+          bucketLabel(timeline, buckets[i])));
       }
     }
     if (!buckets.some((b) => b.total)) {
       parts.push(svg("text", { x: left + plotW / 2, y: top + plotH / 2, class: "nodata",
-        "text-anchor": "middle" }, "no events in the last hour"));
+        "text-anchor": "middle" },
+        timeline.by === "event" ? "no events with a timestamp" : "no events in the last hour"));
     }
     chart.replaceChildren(...parts);
   }
@@ -266,7 +312,8 @@
         ? getJSON("/v1/events?" + q.toString())
         : getJSON("/v1/rejected?limit=" + LIMIT);
       const [stats, items, timeline] = await Promise.all([
-        getJSON("/v1/stats"), listing, getJSON("/v1/timeline?minutes=60"),
+        getJSON("/v1/stats"), listing,
+        getJSON(view.chart === "event" ? "/v1/timeline?by=event" : "/v1/timeline?minutes=60"),
       ]);
       if (mine !== seq) return;
       showCounts(stats);
@@ -319,21 +366,29 @@
     const form = $("filters");
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      apply({ filters: formFilters(form), tab: "events" });
+      apply({ filters: formFilters(form), tab: "events", chart: readView().chart });
     });
     form.elements.type.addEventListener("change", () => {
-      apply({ filters: formFilters(form), tab: "events" });
+      apply({ filters: formFilters(form), tab: "events", chart: readView().chart });
     });
     $("clear").addEventListener("click", (ev) => {
       ev.preventDefault();
       form.reset();
       for (const name of FILTERS) form.elements[name].value = "";
-      apply({ filters: {}, tab: "events" });
+      apply({ filters: {}, tab: "events", chart: readView().chart });
     });
     for (const name of TABS) {
       $("tab-" + name).addEventListener("click", (ev) => {
         ev.preventDefault();
-        apply({ filters: readView().filters, tab: name });
+        const view = readView();
+        apply({ filters: view.filters, tab: name, chart: view.chart });
+      });
+    }
+    for (const mode of CHARTS) {
+      $("chart-" + mode).addEventListener("click", (ev) => {
+        ev.preventDefault();
+        const view = readView();
+        apply({ filters: view.filters, tab: view.tab, chart: mode });
       });
     }
     document.addEventListener("visibilitychange", () => {
