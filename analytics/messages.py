@@ -69,20 +69,22 @@ def _mapping(name: str, value: Any) -> dict[str, Any]:
     """A copy of a mapping argument: dicts, lists, tuples and sets in it copied all the way
     down, models read as their data (`encode.reader`), tz-aware datetimes made `aware`,
     everything else (str, numbers, naive and UTC datetimes, objects) shared."""
-    return _deepen(dict(_checked(name, value)))
+    given = _checked(name, value)
+    return _deepen(dict(given), given)
 
 
 def _optional(name: str, value: Any) -> Mapping[str, Any]:
     return _EMPTY if value is None else _mapping(name, value)
 
 
-def _deepen(copied: dict[Any, Any]) -> dict[Any, Any]:
-    """Replace the containers in a new dict by copies of them; a cycle, or a nesting deeper
-    than MAX_DEPTH, is cut and sent as a marker string (`encode.cut`)."""
+def _deepen(copied: dict[Any, Any], given: Any = None) -> dict[Any, Any]:
+    """Replace the containers in a new dict (a copy of `given`, if one) by copies of them;
+    a cycle, or a nesting deeper than MAX_DEPTH, is cut and sent as a marker string."""
     try:
         return _quick(copied, 1)
     except _TooDeep:  # rare: the careful copy, which tells a cycle from a deep value
-        return _careful(copied, 0, set())  # type: ignore[no-any-return]
+        path = set() if given is None else {id(given)}
+        return _careful(copied, 0, path)  # type: ignore[no-any-return]
 
 
 class _TooDeep(Exception):
