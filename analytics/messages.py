@@ -110,20 +110,26 @@ def _quick(copied: dict[Any, Any], depth: int) -> dict[Any, Any]:
 def _copy(value: Any, depth: int) -> Any:
     """A copy of one value that is not a leaf, `depth` containers down."""
     kind = type(value)
-    if kind is not dict and kind is not list:
-        if kind is dt.datetime:
-            tz = value.tzinfo
-            return value if tz is None or tz is _UTC else aware(value)
-        read = reader(kind)
-        if read is not None:
-            data = as_data(value, read)
-            if data is value or type(data) in _LEAVES:  # unreadable (sent as str()), or plain
-                return data
-            if type(data) is not dict and type(data) is not list:
-                return _copy(data, depth + 1)  # depth + 1: no chain of models without end
-            value = data
-        elif not isinstance(value, _CONTAINERS):
-            return value
+    if kind is dict:  # the common containers first, with no isinstance() against the ABCs
+        if depth > MAX_DEPTH:
+            raise _TooDeep
+        return _quick(dict(value), depth + 1)
+    if kind is list:
+        if depth > MAX_DEPTH:
+            raise _TooDeep
+        return [v if type(v) in _LEAVES else _copy(v, depth + 1) for v in value]
+    if kind is dt.datetime:
+        tz = value.tzinfo
+        return value if tz is None or tz is _UTC else aware(value)
+    read = reader(kind)
+    if read is not None:
+        data = as_data(value, read)
+        if data is value or type(data) in _LEAVES:  # unreadable (sent as str()), or plain
+            return data
+        # a model's data takes its place (depth + 1 if not a container: no endless chain)
+        return _copy(data, depth if type(data) is dict or type(data) is list else depth + 1)
+    if not isinstance(value, _CONTAINERS):
+        return value
     if depth > MAX_DEPTH:
         raise _TooDeep
     if isinstance(value, Mapping):
@@ -146,7 +152,7 @@ def _careful(value: Any, depth: int, path: set[int]) -> Any:
                 return data
             if type(data) is not dict and type(data) is not list:
                 return _careful(data, depth + 1, path)
-            value = data
+            value = data  # the model's id stays in `ident`: one that holds itself is cut
         elif not isinstance(value, _CONTAINERS):
             return value
     if ident in path:
