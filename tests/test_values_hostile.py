@@ -272,3 +272,22 @@ def test_no_value_makes_a_call_raise(make_client, collector, errors):
     assert msg["properties"]["fine"] == "kept"
     assert msg["properties"]["huge"].startswith("-1000")
     assert wait_until(lambda: len(errors) == 0, timeout=0.5)
+
+
+def test_cycle_in_a_context_merged_with_a_scope_is_cut(make_client, collector):
+    import analytics
+
+    ctx: dict[str, Any] = {"page": {"path": "/"}}
+    ctx["page"]["up"] = ctx
+    with analytics.scope(context={"app": {"name": "shop"}}):
+        msg = deliver(make_client, collector, context=ctx, integrations={"l": nested(300, list)})
+    assert msg["context"]["app"] == {"name": "shop"}
+    assert msg["context"]["page"]["path"] == "/"
+    assert enc.CIRCULAR in json_text(msg["context"]["page"]["up"])
+    assert bottom(msg["integrations"]["l"]) == enc.TOO_DEEP
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
