@@ -16,6 +16,7 @@ from typing import Any
 
 from . import spec
 from .context import current_scope, deep_merge
+from .encode import CIRCULAR, MAX_DEPTH, TOO_DEEP, as_data, aware, cut, reader
 from .errors import ValidationError
 from .ids import id_or_none, uuid4
 from .spec import timestamp as _timestamp
@@ -66,42 +67,113 @@ def _checked(name: str, value: Any) -> Mapping[str, Any]:
 
 def _mapping(name: str, value: Any) -> dict[str, Any]:
     """A copy of a mapping argument: dicts, lists, tuples and sets in it copied all the way
-    down, everything else (str, numbers, datetimes, objects) shared."""
-    return _copy_dict(_checked(name, value))
+    down, models read as their data (`encode.reader`), tz-aware datetimes made `aware`,
+    everything else (str, numbers, naive and UTC datetimes, objects) shared."""
+    given = _checked(name, value)
+    try:  # as _deepen does, one call less: this is every call's copy
+        return _quick(dict(given), 1)
+    except _TooDeep:
+        return _careful(dict(given), 0, {id(given)})  # type: ignore[no-any-return]
 
 
 def _optional(name: str, value: Any) -> Mapping[str, Any]:
     return _EMPTY if value is None else _mapping(name, value)
 
 
-def _copy_dict(value: Mapping[Any, Any]) -> dict[Any, Any]:
-    return _deepen(dict(value))
+def _deepen(copied: dict[Any, Any], given: Any = None) -> dict[Any, Any]:
+    """Replace the containers in a new dict (a copy of `given`, if one) by copies of them;
+    a cycle, or a nesting deeper than MAX_DEPTH, is cut and sent as a marker string."""
+    try:
+        return _quick(copied, 1)
+    except _TooDeep:  # rare: the careful copy, which tells a cycle from a deep value
+        path = set() if given is None else {id(given)}
+        return _careful(copied, 0, path)  # type: ignore[no-any-return]
 
 
-def _deepen(copied: dict[Any, Any]) -> dict[Any, Any]:
-    """Replace the containers in a new dict by copies of them (a dict keeps its size when
-    only the values of its keys change, so this is safe while iterating)."""
+class _TooDeep(Exception):
+    """The quick copy went past MAX_DEPTH: a cycle or a deep value."""
+
+
+def _quick(copied: dict[Any, Any], depth: int) -> dict[Any, Any]:
+    """The copy of every call: no bookkeeping but the depth (a dict keeps its size when only
+    the values of its keys change, so replacing them while iterating is safe)."""
     for key, item in copied.items():
         kind = type(item)
         if kind in _LEAVES:  # most values: no isinstance() against the ABCs
             continue
-        if kind is dict or kind is list or isinstance(item, _CONTAINERS):
-            copied[key] = _copy(item)
+        if kind is dt.datetime:
+            tz = item.tzinfo
+            if tz is not None and tz is not _UTC:
+                copied[key] = aware(item)
+        else:
+            copied[key] = _copy(item, depth)
     return copied
 
 
-def _copy(value: Any) -> Any:
+def _copy(value: Any, depth: int) -> Any:
+    """A copy of one value that is not a leaf, `depth` containers down."""
+    kind = type(value)
+    if kind is dict:  # the common containers first, with no isinstance() against the ABCs
+        if depth > MAX_DEPTH:
+            raise _TooDeep
+        return _quick(dict(value), depth + 1)
+    if kind is list:
+        if depth > MAX_DEPTH:
+            raise _TooDeep
+        return [v if type(v) in _LEAVES else _copy(v, depth + 1) for v in value]
+    if kind is dt.datetime:
+        tz = value.tzinfo
+        return value if tz is None or tz is _UTC else aware(value)
+    read = reader(kind)
+    if read is not None:
+        data = as_data(value, read)
+        if data is value or type(data) in _LEAVES:  # unreadable (sent as str()), or plain
+            return data
+        # a model's data takes its place (depth + 1 if not a container: no endless chain)
+        return _copy(data, depth if type(data) is dict or type(data) is list else depth + 1)
+    if not isinstance(value, _CONTAINERS):
+        return value
+    if depth > MAX_DEPTH:
+        raise _TooDeep
     if isinstance(value, Mapping):
-        return _copy_dict(value)
-    if isinstance(value, (list, tuple)):
-        return [v if type(v) in _LEAVES else _copy(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return list(value)
-    return value
+        return _quick(dict(value), depth + 1)
+    return [v if type(v) in _LEAVES else _copy(v, depth + 1) for v in value]
 
 
-_LEAVES = frozenset({str, int, float, bool, type(None), dt.datetime, dt.date, uuid.UUID})
+def _careful(value: Any, depth: int, path: set[int]) -> Any:
+    """The copy for a value the quick one gave up on: the ids of the containers above it in
+    `path`, a container met again there cut as circular, one deeper than MAX_DEPTH cut."""
+    kind = type(value)
+    if kind in _LEAVES or kind is dt.datetime:
+        return value if kind is not dt.datetime else _copy(value, depth)
+    ident = id(value)  # of the model, not of its data: a model that holds itself is a cycle
+    if kind is not dict and kind is not list:
+        read = reader(kind)
+        if read is not None:
+            data = as_data(value, read)
+            if data is value or type(data) in _LEAVES:
+                return data
+            if type(data) is not dict and type(data) is not list:
+                return _careful(data, depth + 1, path)
+            value = data  # the model's id stays in `ident`: one that holds itself is cut
+        elif not isinstance(value, _CONTAINERS):
+            return value
+    if ident in path:
+        return cut(CIRCULAR)
+    if depth > MAX_DEPTH:
+        return cut(TOO_DEEP)
+    path.add(ident)
+    try:
+        if isinstance(value, Mapping):
+            return {k: _careful(v, depth + 1, path) for k, v in value.items()}
+        return [_careful(v, depth + 1, path) for v in value]
+    finally:
+        path.discard(ident)
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None), dt.date, uuid.UUID})
 _CONTAINERS = (Mapping, list, tuple, set, frozenset)
+_UTC = dt.timezone.utc
 
 
 def _common(
