@@ -25,6 +25,7 @@ class Stats:
         self.dropped_by_reason = dict.fromkeys(REASONS + (("spool_full",) if spool else ()), 0)
         self.spooled = 0
         self.replayed = 0
+        self.filtered = 0  # dropped on purpose by a before_send hook: not a loss
 
     def add_request(self, retry: bool) -> None:
         with self._cond:
@@ -58,6 +59,10 @@ class Stats:
                 self.settled += n
                 self._cond.notify_all()
 
+    def add_filtered(self) -> None:
+        with self._cond:
+            self.filtered += 1
+
     def wait_settled(self, target: int, timeout: float | None) -> bool:
         """Wait until `target` queued messages are settled; False if time ran out first."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -82,4 +87,5 @@ class Stats:
                 "pending": max(self.queued - self.settled, 0),
                 "spooled": self.spooled,
                 "replayed": self.replayed,
+                "filtered": self.filtered,
             }
