@@ -19,8 +19,6 @@ WITH_PROPERTIES = frozenset({"track", "page", "screen"})
 # The parts of a message a hook may want to change in place: given to it as plain dicts.
 _SECTIONS = ("context", "properties", "traits", "integrations")
 
-_throttle = Throttle()
-
 
 def plain(value: Any) -> Any:
     """A default's value as kept by the client: mappings as dicts, lists and tuples as lists
@@ -65,7 +63,7 @@ def _name(hook: object) -> str:
 class Shaper:
     """A client's defaults and hooks, applied to one message at a time."""
 
-    __slots__ = ("context", "properties", "hooks")
+    __slots__ = ("context", "properties", "hooks", "_throttle")
 
     def __init__(
         self,
@@ -76,6 +74,7 @@ class Shaper:
         self.context = context
         self.properties = properties
         self.hooks = hooks
+        self._throttle = Throttle()  # this client's: its hooks' warnings, by their place
 
     @classmethod
     def of(
@@ -107,21 +106,21 @@ class Shaper:
             part = msg.get(section)
             if part is not None and type(part) is not dict:
                 msg[section] = dict(part)
-        for hook in self.hooks:
+        for place, hook in enumerate(self.hooks):
             try:
                 out = hook(msg)
             except Exception as exc:
-                _throttle.warn(
+                self._throttle.warn(
                     "before_send hook %s raised %s: %s; the message goes on as it was given "
-                    "to it", _name(hook), type(exc).__name__, exc, key=("raised", id(hook)),
+                    "to it", _name(hook), type(exc).__name__, exc, key=("raised", place),
                 )  # fmt: skip
                 continue
             if out is None:
                 return None
             if not isinstance(out, dict):
-                _throttle.warn(
+                self._throttle.warn(
                     "before_send hook %s returned a %s, not a dict or None; ignored",
-                    _name(hook), type(out).__name__, key=("returned", id(hook)),
+                    _name(hook), type(out).__name__, key=("returned", place),
                 )  # fmt: skip
                 continue
             msg = out
