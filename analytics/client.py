@@ -249,7 +249,8 @@ class Client:
     join = shutdown  # Segment's name for it
 
     def stats(self) -> dict[str, Any]:
-        """Running totals: queued, delivered, dropped (by reason), retries, requests, pending."""
+        """Running totals: queued, delivered, dropped (by reason), retries, requests, pending,
+        filtered (by before_send)."""
         return self._pipeline.stats.snapshot()
 
     def reset_after_fork(self) -> None:

@@ -6,6 +6,7 @@ the `Settings`; the facade, the integrations and the command line read names and
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Mapping
@@ -124,7 +125,7 @@ def _before_send(label: str, value: Any) -> tuple[BeforeSend, ...] | None:
     if value is None:
         return None
     if callable(value):
-        return (value,)
+        value = (value,)
     if not isinstance(value, (list, tuple)):
         raise OptionError(
             label, f"{label} must be a callable, a list of callables or None, not {value!r}"
@@ -132,6 +133,8 @@ def _before_send(label: str, value: Any) -> tuple[BeforeSend, ...] | None:
     for hook in value:
         if not callable(hook):
             raise OptionError(label, f"{label}: {hook!r} is not callable")
+        if inspect.iscoroutinefunction(hook):  # it runs on the caller's thread: no await
+            raise OptionError(label, f"{label}: {hook!r} is async; a hook must be a plain def")
     return tuple(value) or None
 
 

@@ -183,7 +183,13 @@ def test_in_sync_mode_a_dropped_message_makes_no_request(make_client, collector)
     assert collector.snapshot() == [] and client.stats()["requests"] == 0
 
 
-@pytest.mark.parametrize("value", [5, "scrub", [scrub_email, 3], {"hook": scrub_email}])
+async def async_hook(message: Message) -> Message:
+    return message
+
+
+@pytest.mark.parametrize(
+    "value", [5, "scrub", [scrub_email, 3], {"hook": scrub_email}, async_hook, [async_hook]]
+)
 def test_a_wrong_before_send_is_refused_when_the_client_is_built(value):
     with pytest.raises(analytics.ValidationError, match="before_send"):
         analytics.Client(WRITE_KEY, stub=True, before_send=value)
