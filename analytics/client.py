@@ -249,8 +249,7 @@ class Client:
     join = shutdown  # Segment's name for it
 
     def stats(self) -> dict[str, Any]:
-        """Running totals: queued, delivered, dropped (by reason), retries, requests, pending,
-        filtered (by before_send)."""
+        """Running totals: queued, delivered, dropped (by reason), filtered, retries, requests..."""
         return self._pipeline.stats.snapshot()
 
     def reset_after_fork(self) -> None:
