@@ -31,6 +31,7 @@ from .errors import (
 from .options import ALIASES, DEFAULTS, FACADE_OPTIONS, Option
 from .retry import Backoff
 from .serverless import flush_after
+from .stats import FlushReport
 from .typing import BeforeSend, OnError
 from .version import LIBRARY_NAME, VERSION
 
@@ -45,6 +46,7 @@ __all__ = [
     "ClientShutdown",
     "DeliveryError",
     "Fit",
+    "FlushReport",
     "LIBRARY_NAME",
     "MAX_BATCH_BYTES",
     "MAX_MESSAGE_BYTES",
@@ -58,6 +60,7 @@ __all__ = [
     "current_scope",
     "flush",
     "flush_after",
+    "flush_report",
     "group",
     "identify",
     "join",
@@ -245,11 +248,28 @@ shutdown = _on_clients(
 join = shutdown  # Segment's name for it, as on a Client
 
 
+def flush_report(timeout: float | None = None) -> FlushReport:
+    """flush(), then what became of the messages since the last report, all clients summed."""
+    report = FlushReport(True)
+    for client, remaining in _targets(timeout):
+        report = report + client.flush_report(remaining())
+    return report
+
+
 def _over_clients(method: str, timeout: float | None = None) -> bool:
-    deadline = None if timeout is None else time.monotonic() + timeout
     ok = True
-    found = _resolved() if _client_resolvers else None
-    for client in [found] if found is not None else _each_client():
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        ok = getattr(client, method)(remaining) and ok
+    for client, remaining in _targets(timeout):
+        ok = getattr(client, method)(remaining()) and ok
     return ok
+
+
+def _targets(timeout: float | None) -> list[tuple[Client, Callable[[], float | None]]]:
+    """The clients a module-level flush or shutdown is for, each with what is left of
+    the shared `timeout` when its turn comes."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def remaining() -> float | None:
+        return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+    found = _resolved() if _client_resolvers else None
+    return [(client, remaining) for client in ([found] if found is not None else _each_client())]

@@ -20,6 +20,7 @@ from .options import BY_NAME, DEFAULTS, Settings, resolve
 from .pipeline import Pipeline, Plan
 from .retry import Backoff
 from .spooling import open_spool
+from .stats import FlushReport
 from .typing import BeforeSend, Fields, Id, Message, OnError, Result, Timestamp
 
 
@@ -237,6 +238,11 @@ class Client:
     def flush(self, timeout: float | None = None) -> bool:
         """Send what is queued; True once all is delivered or reported, False at `timeout`."""
         return self._here().flush(timeout)
+
+    def flush_report(self, timeout: float | None = None) -> FlushReport:
+        """flush(), then what became of the messages since the last report (truthy as flush)."""
+        pipeline = self._here()
+        return pipeline.stats.report(pipeline.flush(timeout))
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, then stop; later calls return (False, message). As flush, True or False."""

@@ -1,4 +1,5 @@
-"""Running totals of a client, and the wait that `flush` does on them.
+"""Running totals of a client, the wait that `flush` does on them, and the `FlushReport`
+that `flush_report` makes of them.
 
 `queued` counts messages accepted into the queue (the client bumps it under its own put
 lock); `settled` counts those of them that were
@@ -9,9 +10,43 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 REASONS = ("queue_full", "too_large", "gave_up", "rejected", "shutdown")
+_COUNTED = ("queued", "delivered", "spooled", "dropped", "filtered")
+
+
+@dataclass(frozen=True)
+class FlushReport:
+    """What became of the messages since the previous report (or since the client was
+    built): truthy, like `flush()`, when everything queued before the flush was settled in
+    time. `pending` is what is still queued or in flight now."""
+
+    complete: bool
+    queued: int = 0
+    delivered: int = 0  # accepted by the collector (2xx), spool replays included
+    spooled: int = 0  # kept in the spool, to be sent later
+    dropped: int = 0  # reported to on_error: rejected (4xx, a wrong key), gave up, too large...
+    dropped_by_reason: Mapping[str, int] | None = None
+    pending: int = 0
+    filtered: int = 0  # dropped on purpose by a before_send hook: not in `dropped`
+
+    def __bool__(self) -> bool:
+        return self.complete
+
+    def __add__(self, other: FlushReport) -> FlushReport:
+        reasons = dict(self.dropped_by_reason or {})
+        for reason, n in (other.dropped_by_reason or {}).items():
+            reasons[reason] = reasons.get(reason, 0) + n
+        counts = {name: getattr(self, name) + getattr(other, name) for name in _COUNTED}
+        return FlushReport(
+            self.complete and other.complete,
+            dropped_by_reason=reasons,
+            pending=self.pending + other.pending,
+            **counts,
+        )
 
 
 class Stats:
@@ -26,6 +61,8 @@ class Stats:
         self.spooled = 0
         self.replayed = 0
         self.filtered = 0  # dropped on purpose by a before_send hook: not a loss
+        self._reported: dict[str, Any] = {"dropped_by_reason": {}}  # at the last report
+        self._report_lock = threading.Lock()
 
     def add_request(self, retry: bool) -> None:
         with self._cond:
@@ -89,3 +126,18 @@ class Stats:
                 "replayed": self.replayed,
                 "filtered": self.filtered,
             }
+
+    def report(self, complete: bool) -> FlushReport:
+        """The change since the previous report; the next one starts from here."""
+        with self._report_lock:  # not _cond: snapshot() takes that one
+            now = self.snapshot()
+            last, self._reported = self._reported, now
+        before = last["dropped_by_reason"]
+        return FlushReport(
+            complete,
+            dropped_by_reason={
+                r: n - before.get(r, 0) for r, n in now["dropped_by_reason"].items()
+            },
+            pending=now["pending"],
+            **{name: now[name] - last.get(name, 0) for name in _COUNTED},
+        )

@@ -63,6 +63,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("rss_per_msg", "3. RSS per queued message, bytes", "lower", 0,
            "≤ 0.75×", _ratio_at_most(0.75), chart=True, goal=0.75),
     Metric("latency_ms", "4. latency of one event (idle), ms", "lower", 1, chart=True),
+    Metric("steady_p50_us", "7. steady 5 calls/ms: p50 of a call, µs", "lower", 1),
+    Metric("steady_p99_us", "7. steady 5 calls/ms: p99 of a call, µs", "lower", 1, chart=True),
+    Metric("steady_p999_us", "7. steady 5 calls/ms: p99.9 of a call, µs", "lower", 1),
+    Metric("steady_max_us", "7. steady 5 calls/ms: slowest call, µs", "lower", 0),
     Metric("sink_cpu_pct", "sink CPU during end to end, % of one core", "", 1),
 )  # fmt: skip
 

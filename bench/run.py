@@ -52,6 +52,7 @@ SCENARIOS = (
     Scenario("e2e-gzip", "e2e", gzip=True),
     Scenario("memory", "memory"),
     Scenario("latency", "latency"),
+    Scenario("steady", "steady"),
     Scenario("floor", "floor"),
 )
 
@@ -67,6 +68,7 @@ class Plan:
     memory_messages: int
     latency_samples: int
     latency_idle: float
+    steady_seconds: float
     profile: bool
     quiet_wait_s: float
 
@@ -80,7 +82,7 @@ def worker_command(plan: Plan, scenario: Scenario, lib: str, host: str, trial: i
         python, str(BENCH_DIR / "scenarios.py"), "--lib", lib, "--scenario", scenario.worker,
         "--host", host, "--messages", str(n), "--queue-size", str(queue_size),
         "--hold", str(MEMORY_HOLD_S), "--samples", str(plan.latency_samples),
-        "--idle", str(plan.latency_idle),
+        "--idle", str(plan.latency_idle), "--seconds", str(plan.steady_seconds),
     ]  # fmt: skip
     if scenario.gzip:
         cmd.append("--gzip")
@@ -95,6 +97,8 @@ def worker_timeout(plan: Plan, scenario: Scenario) -> float:
         return 60 + plan.latency_samples * (plan.latency_idle + 5)
     if scenario.worker == "memory":
         return 60.0
+    if scenario.worker == "steady":
+        return 120 + plan.steady_seconds * 5
     return 60 + plan.messages / 200
 
 
@@ -152,6 +156,12 @@ def trial_metrics(
     delivered = stats["unique"] - mark["unique"]
     extra["duplicates"] = stats["messages"] - stats["unique"]
     extra["sink_cpu_s"] = stats["cpu_s"] - mark["cpu_s"]
+    if scenario.worker == "steady":
+        metrics = {f"steady_{q}_us": worker[f"{q}_us"] for q in ("p50", "p99", "p999", "max")}
+        if stats["unique"] != worker["calls_made"]:
+            got = f"{stats['unique']:,} of {worker['calls_made']:,}"
+            return metrics, False, f"{got} ids arrived", extra
+        return metrics, True, "", extra
     if scenario.worker == "caller":
         extra["delivered"] = delivered
         return (
@@ -269,6 +279,9 @@ def build_results(
         f"{plan.latency_idle} s idle; call to arrival at the sink (time.time(), one "
         "machine); the trial's value is the median of its calls.",
         "wire bytes: request line + headers + body as sent (gzipped when on).",
+        f"scenario 7 (steady): 5 track() calls per millisecond for {plan.steady_seconds:g} s, "
+        "each timed on its own (perf_counter), the caller sleeping between ticks while the "
+        "consumer delivers; p50/p99/p99.9/max of all calls of a trial.",
     ]
     commit_at_end = git_state()
     if commit_at_end != commit_at_start:
@@ -361,6 +374,7 @@ def parse_plan() -> tuple[Plan, argparse.Namespace]:
         memory_messages=min(MEMORY_MESSAGES, args.messages),
         latency_samples=3 if args.smoke else 7,
         latency_idle=0.1 if args.smoke else 0.3,
+        steady_seconds=1.0 if args.smoke else 6.0,
         profile=args.profile,
         quiet_wait_s=0.0 if args.smoke else args.quiet_wait,
     )

@@ -99,6 +99,13 @@ class Library:
             for _ in range(n):
                 track(USER_ID, EVENT, props())
 
+    def with_props(self, properties: dict[str, Any]) -> None:
+        """One call with properties built beforehand (steady: only the call is timed)."""
+        if self.lib == "posthog":
+            self.client.capture(EVENT, distinct_id=USER_ID, properties=properties)
+        else:
+            self.client.track(USER_ID, EVENT, properties)
+
     def one(self, message_id: str) -> None:
         """One call with a known message id."""
         if self.lib == "posthog":
@@ -255,6 +262,40 @@ def latency(lib: Library, samples: int, idle: float) -> dict[str, Any]:
     return {"calls": calls, "flush_ms": flush_ms}
 
 
+def steady(lib: Library, seconds: float, per_tick: int, host: str) -> dict[str, Any]:
+    """Scenario 7: a steady load, `per_tick` calls every millisecond for `seconds`, each
+    call timed on its own (its properties built before the clock starts); between ticks the
+    caller sleeps, as a web worker would between requests. The consumer delivers meanwhile,
+    so a call's time includes any wait for the GIL while the consumer holds it."""
+    lib.warm_up()
+    mark = sink_get(host, "/_stats")
+    clock = time.perf_counter
+    call = lib.with_props
+    durations: list[float] = []
+    tick = clock()
+    end = tick + seconds
+    while tick < end:
+        for _ in range(per_tick):
+            properties = props()
+            t0 = clock()
+            call(properties)
+            durations.append(clock() - t0)
+        tick += 0.001
+        delay = tick - clock()
+        if delay > 0:
+            time.sleep(delay)
+    lib.flush()
+    durations.sort()
+
+    def at(q: float) -> float:
+        return durations[min(len(durations) - 1, int(q * len(durations)))] * 1e6
+
+    return {
+        "p50_us": at(0.50), "p99_us": at(0.99), "p999_us": at(0.999),
+        "max_us": durations[-1] * 1e6, "calls": len(durations), "sink_mark": mark,
+    }  # fmt: skip
+
+
 def idle(lib: Library, n: int) -> dict[str, Any]:
     """Scenario 6: the cost of a call with nothing being sent. The library's host accepts
     the connection and never answers, so its sender waits in its first request while the
@@ -306,7 +347,7 @@ def main() -> None:
     parser.add_argument("--lib", required=True, choices=[*OURS, "segment", "posthog", "floor"])
     parser.add_argument(
         "--scenario", required=True,
-        choices=["caller", "e2e", "memory", "latency", "floor", "idle"],
+        choices=["caller", "e2e", "memory", "latency", "floor", "idle", "steady"],
     )
     parser.add_argument("--host", default="")
     parser.add_argument("--messages", type=int, default=50_000)
@@ -315,6 +356,8 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=2.0, help="memory: sink delay, s")
     parser.add_argument("--samples", type=int, default=7, help="latency: calls")
     parser.add_argument("--idle", type=float, default=0.3, help="latency: idle before a call")
+    parser.add_argument("--seconds", type=float, default=6.0, help="steady: duration, s")
+    parser.add_argument("--per-tick", type=int, default=5, help="steady: calls per ms")
     parser.add_argument("--profile", default=None, help="write a cProfile summary here")
     args = parser.parse_args()
     for name in LIBRARY_LOGGERS:
@@ -345,11 +388,11 @@ def main() -> None:
             "e2e": lambda: end_to_end(lib, args.messages, args.host, prof),
             "memory": lambda: memory(lib, args.messages, args.host, args.hold),
             "latency": lambda: latency(lib, args.samples, args.idle),
+            "steady": lambda: steady(lib, args.seconds, args.per_tick, args.host),
         }
         result.update(runners[args.scenario]())
-        result["calls_made"] = WARMUP_CALLS + (
-            args.samples if args.scenario == "latency" else args.messages
-        )
+        counted = {"latency": args.samples, "steady": result.get("calls", 0)}
+        result["calls_made"] = WARMUP_CALLS + counted.get(args.scenario, args.messages)
     sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
     sys.stdout.flush()
     sys.stderr.flush()

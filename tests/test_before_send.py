@@ -69,6 +69,8 @@ def test_returning_none_drops_it_counted_as_filtered_and_not_an_error(
     stats = client.stats()
     assert stats["filtered"] == 1 and stats["dropped"] == 0 and stats["queued"] == 1
     assert errors.calls == []
+    report = client.flush_report(timeout=5)
+    assert report and (report.filtered, report.dropped, report.delivered) == (1, 0, 1)
 
 
 def test_hooks_run_in_order_and_the_first_none_stops_the_rest(make_client, collector):
