@@ -7,12 +7,14 @@ build `analytics.Client` objects, one per source. Drop-in for Segment's Python l
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import sys
 import threading
 import time
 import types
-from typing import Any, Callable
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .batch import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, Batcher, Fit
 from .client import Client
@@ -31,7 +33,7 @@ from .options import ALIASES, DEFAULTS, FACADE_OPTIONS, Option
 from .retry import Backoff
 from .serverless import flush_after
 from .stats import FlushReport
-from .typing import OnError
+from .typing import BeforeSend, OnError
 from .version import LIBRARY_NAME, VERSION
 
 __version__ = VERSION
@@ -100,6 +102,11 @@ backoff: Backoff = DEFAULTS.backoff  # the waits between retries
 log_handler: logging.Handler | None = DEFAULTS.log_handler  # added to the analytics logger
 max_total_backoff_duration: float = DEFAULTS.max_total_backoff_duration  # Segment 2.4's
 max_rate_limit_duration: float = DEFAULTS.max_rate_limit_duration  # Segment 2.4's
+# before_send(message) -> message or None, or a list of them; context and properties: the
+# defaults of every call (the name `context` is this setting's, not the submodule's)
+before_send: BeforeSend | Sequence[BeforeSend] | None = DEFAULTS.before_send
+context: Mapping[str, Any] | None = DEFAULTS.context
+properties: Mapping[str, Any] | None = DEFAULTS.properties
 
 default_client: Client | None = None
 
@@ -197,34 +204,55 @@ def _rebuild() -> Client:
         return new
 
 
-def track(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
-    """Record an action; see `Client.track`."""
-    return _client().track(*args, **kwargs)
+if TYPE_CHECKING:  # ParamSpec is 3.10's; the checker alone needs it (no runtime dependency)
+    if sys.version_info >= (3, 10):
+        from typing import Concatenate, ParamSpec
+    else:
+        from typing_extensions import Concatenate, ParamSpec
+    P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def identify(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
-    """Tie a user to traits; see `Client.identify`."""
-    return _client().identify(*args, **kwargs)
+def _signature_of(method: Callable[..., Any]) -> inspect.Signature:
+    """A method's signature without `self`: what help() shows for the module's function."""
+    sig = inspect.signature(method)
+    return sig.replace(parameters=list(sig.parameters.values())[1:])
 
 
-def page(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
-    """Record a page view; see `Client.page`."""
-    return _client().page(*args, **kwargs)
+def _on_client(method: Callable[Concatenate[Client, P], R]) -> Callable[P, R]:
+    """The module's function for a `Client` method: the same parameters, types and docstring
+    (for the checker too), called on the default client (or the integration's)."""
+    name = method.__name__
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return getattr(_client(), name)(*args, **kwargs)  # type: ignore[no-any-return]
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = method.__doc__
+    call.__signature__ = _signature_of(method)  # type: ignore[attr-defined]
+    return call
 
 
-def screen(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
-    """Record a screen view; see `Client.screen`."""
-    return _client().screen(*args, **kwargs)
+def _on_clients(method: Callable[Concatenate[Client, P], bool], doc: str) -> Callable[P, bool]:
+    """The module's flush or shutdown: `method`'s parameters, done on every client the module
+    has built (the default one and replaced ones still delivering), within one timeout."""
+    name = method.__name__
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> bool:
+        return _over_clients(name, *args, **kwargs)  # type: ignore[arg-type]  # timeout
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = doc
+    call.__signature__ = _signature_of(method)  # type: ignore[attr-defined]
+    return call
 
 
-def group(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
-    """Tie a user to a group; see `Client.group`."""
-    return _client().group(*args, **kwargs)
-
-
-def alias(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
-    """Merge two identities; see `Client.alias`."""
-    return _client().alias(*args, **kwargs)
+track = _on_client(Client.track)
+identify = _on_client(Client.identify)
+page = _on_client(Client.page)
+screen = _on_client(Client.screen)
+group = _on_client(Client.group)
+alias = _on_client(Client.alias)
 
 
 def _each_client() -> list[Client]:
@@ -236,9 +264,14 @@ def _each_client() -> list[Client]:
     return clients
 
 
-def flush(timeout: float | None = None) -> bool:
-    """Send everything queued so far; False if `timeout` ran out first."""
-    return _over_clients("flush", timeout)
+flush = _on_clients(
+    Client.flush, "Send everything queued so far; False if `timeout` ran out first."
+)
+shutdown = _on_clients(
+    Client.shutdown,
+    "Flush, then stop the default client; later calls are refused until it is rebuilt.",
+)
+join = shutdown  # Segment's name for it, as on a Client
 
 
 def flush_report(timeout: float | None = None) -> FlushReport:
@@ -249,17 +282,7 @@ def flush_report(timeout: float | None = None) -> FlushReport:
     return report
 
 
-def shutdown(timeout: float | None = None) -> bool:
-    """Flush, then stop the default client; later calls are refused until it is rebuilt."""
-    return _over_clients("shutdown", timeout)
-
-
-def join() -> None:
-    """Segment's name for shutdown()."""
-    shutdown()
-
-
-def _over_clients(method: str, timeout: float | None) -> bool:
+def _over_clients(method: str, timeout: float | None = None) -> bool:
     ok = True
     for client, remaining in _targets(timeout):
         left = remaining()

@@ -9,17 +9,19 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 from . import lifecycle, log, messages, protocols
 from .batch import MAX_MESSAGE_BYTES
 from .errors import ValidationError
+from .hooks import Shaper
 from .options import BY_NAME, DEFAULTS, Settings, implied, resolve
 from .pipeline import Pipeline, Plan
 from .retry import Backoff
 from .spooling import open_spool
 from .stats import FlushReport
-from .typing import Fields, Id, Message, OnError, Result, Timestamp
+from .typing import BeforeSend, Fields, Id, Message, OnError, Result, Timestamp
 
 
 class Client:
@@ -55,6 +57,8 @@ class Client:
         fsync: bool = DEFAULTS.fsync, backoff: Backoff = DEFAULTS.backoff,
         max_total_backoff_duration: float = DEFAULTS.max_total_backoff_duration,
         max_rate_limit_duration: float = DEFAULTS.max_rate_limit_duration,
+        before_send: BeforeSend | Sequence[BeforeSend] | None = None,
+        context: Mapping[str, Any] | None = None, properties: Mapping[str, Any] | None = None,
         dataPlaneUrl: str | None = None,  # noqa: N803  RudderStack's name for host
     ) -> None:
         # fmt: on
@@ -75,6 +79,8 @@ class Client:
         self.durable, limit = s.durable, self.protocol.batch_limit  # A-Track's: 1
         self.batch_size = s.batch_size if limit is None else min(s.batch_size, limit)
         self._plan = Plan.of(s, self.batch_size)
+        # None unless a default or a hook is set: the call path then pays one `is None`.
+        self._shape = Shaper.of(s.context, s.properties, s.before_send)
         log.configure(s.debug, s.log_handler)
         self._spool = open_spool(s) if s.spool_path and not self.stub else None
         self.sent: list[Message] = []  # stub mode: what would have been sent
@@ -203,6 +209,12 @@ class Client:
     # -- the hot path ----------------------------------------------------------------------
 
     def _enqueue(self, msg: Message) -> Result:
+        if self._shape is not None:
+            shaped = self._shape(msg)
+            if shaped is None:  # a before_send hook dropped it: counted, not an error
+                self._here().stats.add_filtered()
+                return False, msg
+            msg = shaped
         data = self._encode(msg)
         pipeline = self._pipeline
         if len(data) > MAX_MESSAGE_BYTES or pipeline.closed:
@@ -259,7 +271,7 @@ class Client:
         return await ashutdown(self._here(), timeout)
 
     def stats(self) -> dict[str, Any]:
-        """Running totals: queued, delivered, dropped (by reason), retries, requests, pending."""
+        """Running totals: queued, delivered, dropped (by reason), filtered, retries, requests..."""
         return self._pipeline.stats.snapshot()
 
     def reset_after_fork(self) -> None:

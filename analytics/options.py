@@ -6,16 +6,17 @@ the `Settings`; the facade, the integrations and the command line read names and
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, TypeVar
 
-from . import protocols
+from . import hooks, protocols
 from .errors import OptionError
 from .retry import Backoff
-from .typing import OnError
+from .typing import BeforeSend, OnError
 
 Check = Callable[[str, Any], Any]  # (label, value) -> the value to use; raises OptionError
 Label = Callable[[str], str]  # option name -> that option as the user wrote it
@@ -124,6 +125,39 @@ def _backoff(label: str, value: Any) -> Backoff:
     return value
 
 
+def _before_send(label: str, value: Any) -> tuple[BeforeSend, ...] | None:
+    if value is None:
+        return None
+    if callable(value):
+        value = (value,)
+    if not isinstance(value, (list, tuple)):
+        raise OptionError(
+            label, f"{label} must be a callable, a list of callables or None, not {value!r}"
+        )
+    for hook in value:
+        if not callable(hook):
+            raise OptionError(label, f"{label}: {hook!r} is not callable")
+        if inspect.iscoroutinefunction(hook):  # it runs on the caller's thread: no await
+            raise OptionError(label, f"{label}: {hook!r} is async; a hook must be a plain def")
+    return tuple(value) or None
+
+
+def _properties(label: str, value: Any) -> dict[str, Any] | None:
+    # A copy all the way down: the caller changing its dict later changes nothing sent.
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise OptionError(label, f"{label} must be a dict or None, not {type(value).__name__}")
+    return hooks.plain(value) or None
+
+
+def _context(label: str, value: Any) -> dict[str, Any] | None:
+    kept = _properties(label, value)
+    if kept is not None:
+        kept.pop("library", None)  # context.library is always the library's own
+    return kept or None
+
+
 def _anything(label: str, value: Any) -> Any:
     return value
 
@@ -217,6 +251,15 @@ class Settings:
     )
     max_rate_limit_duration: float = _option(
         1800, number(0), "seconds a batch may spend honouring Retry-After waits, from the first"
+    )
+    before_send: tuple[BeforeSend, ...] | None = _option(
+        None, _before_send, "a callable (or a list) given each message: returns it or None"
+    )
+    context: dict[str, Any] | None = _option(
+        None, _context, "a context deep-merged under every call's (the call's wins)"
+    )
+    properties: dict[str, Any] | None = _option(
+        None, _properties, "properties under every track/page/screen's (the call's win)"
     )
 
     def value(self, name: str) -> Any:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 REASONS = ("queue_full", "too_large", "gave_up", "rejected", "shutdown")
-_COUNTED = ("queued", "delivered", "spooled", "dropped")
+_COUNTED = ("queued", "delivered", "spooled", "dropped", "filtered")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class FlushReport:
     dropped: int = 0  # reported to on_error: rejected (4xx, a wrong key), gave up, too large...
     dropped_by_reason: Mapping[str, int] | None = None
     pending: int = 0
+    filtered: int = 0  # dropped on purpose by a before_send hook: not in `dropped`
 
     def __bool__(self) -> bool:
         return self.complete
@@ -59,6 +60,7 @@ class Stats:
         self.dropped_by_reason = dict.fromkeys(REASONS + (("spool_full",) if spool else ()), 0)
         self.spooled = 0
         self.replayed = 0
+        self.filtered = 0  # dropped on purpose by a before_send hook: not a loss
         self._reported: dict[str, Any] = {"dropped_by_reason": {}}  # at the last report
         self._report_lock = threading.Lock()
 
@@ -94,6 +96,10 @@ class Stats:
                 self.settled += n
                 self._cond.notify_all()
 
+    def add_filtered(self) -> None:
+        with self._cond:
+            self.filtered += 1
+
     def wait_settled(self, target: int, timeout: float | None) -> bool:
         """Wait until `target` queued messages are settled; False if time ran out first."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -118,6 +124,7 @@ class Stats:
                 "pending": max(self.queued - self.settled, 0),
                 "spooled": self.spooled,
                 "replayed": self.replayed,
+                "filtered": self.filtered,
             }
 
     def report(self, complete: bool) -> FlushReport:

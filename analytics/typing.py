@@ -15,3 +15,5 @@ Timestamp = Union[dt.datetime, dt.date, str]  # a datetime, a date or an ISO-860
 Fields = Optional[Mapping[str, Any]]  # properties, traits, context, integrations
 OnError = Callable[[Exception, list[Message]], Any]  # on_error(error, batch)
 Fallback = Callable[[], Optional[str]]  # the id of a call that gives none (a current user)
+# before_send(message) -> the message to send (changed or not), or None to drop it
+BeforeSend = Callable[[Message], Optional[Message]]

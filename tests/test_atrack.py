@@ -290,7 +290,7 @@ def test_key_is_required_and_write_key_is_accepted(make_client: Factory) -> None
 
 
 def test_context_from_request_goes_into_init(make_client: Factory, server: ATrackServer) -> None:
-    build = getattr(analytics.context, "context_from_request", None)
+    build = getattr(analytics, "context_from_request", None)  # analytics.context: the setting
     if build is None:
         pytest.skip("analytics.context.context_from_request is not there yet")
     context = build(url="https://example.com/p?utm_source=news", ip="198.51.100.7")

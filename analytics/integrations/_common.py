@@ -100,7 +100,12 @@ def parse_options(
             request[key] = value
             continue
         name = CLIENT_OPTIONS[key]
-        given[name] = _imported(label(key), value) if name == "on_error" else value
+        if name == "on_error":
+            value = _imported(label(key), value)
+        elif name == "before_send" and value is not None:  # dotted paths too
+            hooks = value if isinstance(value, (list, tuple)) else [value]
+            value = [_imported(label(key), hook) for hook in hooks]
+        given[name] = value
 
     def by_name(name: str) -> str:
         return label(name.upper())
