@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .log import Throttle
+from .messages import copy_mapping
 from .typing import BeforeSend, Message
 
 # The messages whose `properties` take the client's default properties (super properties).
@@ -124,4 +125,5 @@ class Shaper:
                 )  # fmt: skip
                 continue
             msg = out
-        return msg
+        # What a hook put in goes through the value table, as the call's own values did.
+        return copy_mapping("before_send's message", msg)

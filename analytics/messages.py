@@ -65,7 +65,7 @@ def _checked(name: str, value: Any) -> Mapping[str, Any]:
     return spec.mapping(name, value)
 
 
-def _mapping(name: str, value: Any) -> dict[str, Any]:
+def copy_mapping(name: str, value: Any) -> dict[str, Any]:
     """A copy of a mapping argument: dicts, lists, tuples and sets in it copied all the way
     down, models read as their data (`encode.reader`), tz-aware datetimes made `aware`,
     everything else (str, numbers, naive and UTC datetimes, objects) shared."""
@@ -77,7 +77,7 @@ def _mapping(name: str, value: Any) -> dict[str, Any]:
 
 
 def _optional(name: str, value: Any) -> Mapping[str, Any]:
-    return _EMPTY if value is None else _mapping(name, value)
+    return _EMPTY if value is None else copy_mapping(name, value)
 
 
 def _deepen(copied: dict[Any, Any], given: Any = None) -> dict[Any, Any]:
@@ -189,9 +189,9 @@ def _common(
         if context is None:
             ctx = _LIBRARY_ONLY
         else:
-            ctx = _mapping("context", context)
+            ctx = copy_mapping("context", context)
             ctx["library"] = LIBRARY
-        extra = _EMPTY if integrations is None else _mapping("integrations", integrations)
+        extra = _EMPTY if integrations is None else copy_mapping("integrations", integrations)
     else:
         # deep_merge and {**...} make new dicts: one copy of the containers in them is enough
         ctx = _deepen(deep_merge(scope.context, _checked("context", context)))

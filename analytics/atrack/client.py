@@ -13,19 +13,14 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .. import spec
 from ..client import Client
 from ..context import current_scope, deep_merge
 from ..errors import ValidationError
 from ..ids import Id, id_or_none, now_iso8601, uuid4
+from ..messages import copy_mapping
 from ..typing import Message, Result
 from .storage import MemoryStorage, User, UserStorage
 from .wire import host_for
-
-
-def _mapping(name: str, value: Any) -> dict[str, Any]:
-    """A copy of a mapping argument ({} for None), by the spec's mapping rule."""
-    return {} if value is None else dict(spec.mapping(name, value))
 
 
 class ATrackClient(Client):
@@ -112,8 +107,8 @@ class ATrackClient(Client):
         Returns ``{"uuid": ..., "isNewUser": ...}``; delivery goes through the queue.
         """
         given = id_or_none("uuid", uuid)
-        attrs = _mapping("attributes", attributes)
-        ctx = _mapping("context", context)
+        attrs = copy_mapping("attributes", attributes)
+        ctx = copy_mapping("context", context)
         scope = current_scope()
         if scope is not None:
             ctx = deep_merge(scope.context, ctx)
@@ -156,7 +151,7 @@ class ATrackClient(Client):
         The user: `uuid`, else the open scope's id, else the current user."""
         if not isinstance(replace, bool):
             raise ValidationError(f"replace must be a bool, not {type(replace).__name__}")
-        attrs = _mapping("attributes", attributes)
+        attrs = copy_mapping("attributes", attributes)
         chosen = self._given_id(uuid, None, "uuid")
         if chosen is None:
             chosen = self._stored_uuid()
