@@ -51,7 +51,11 @@ def id_or_none(name: str, value: Any) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
         raise ValidationError(f"{name} must be a str, int or UUID, not {type(value).__name__}")
-    return str(value) or None
+    try:
+        return str(value) or None
+    except ValueError:  # an int past the interpreter's int-to-str digit limit
+        bits = int.bit_length(value)  # type: ignore[arg-type]  # only an int gets here
+        raise ValidationError(f"{name} is an int of {bits} bits: too long for an id") from None
 
 
 _second: tuple[int, str] = (-1, "")  # the last whole second and its text, shared by calls

@@ -8,6 +8,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+import analytics
+
 
 def test_hook_and_atrack_values_are_cut_and_normalised_with_either_backend() -> None:
     script = textwrap.dedent(
@@ -53,3 +57,9 @@ def test_hook_and_atrack_values_are_cut_and_normalised_with_either_backend() -> 
     )
     assert done.returncode == 0, (done.returncode, done.stderr)
     assert done.stdout.strip() == "ok"
+
+
+def test_an_int_id_past_the_digit_limit_is_a_validation_error_not_a_value_error() -> None:
+    client = analytics.Client("k", stub=True)
+    with pytest.raises(analytics.ValidationError, match="user_id is an int of .* too long"):
+        client.track(10**5000, "E")
