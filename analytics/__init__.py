@@ -168,7 +168,7 @@ def _rebuild() -> Client:
         new = Client(**{name: g[name] for name in _SETTINGS})
         if old is not None:
             old.retire(new)  # a call racing this rebuild goes on to the new client
-            _retired.append(old)
+            _retired[:] = [c for c in _retired if not c._pipeline.done()] + [old]
         default_client, _stale = new, False
         return new
 
