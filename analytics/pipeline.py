@@ -94,6 +94,7 @@ class Pipeline:
             max_rate_limit=plan.max_rate_limit_duration,
         )  # fmt: skip
         self.consumer: Consumer | None = None
+        self._retired = False  # closed by retire(): its consumer releases it as it ends
         self._released = False  # its session, spool and place in the exit registry given up
 
     # -- the hot path ----------------------------------------------------------------------
@@ -263,6 +264,7 @@ class Pipeline:
         with self._put_lock:  # every put before this is queued ahead of the STOP marker
             self.closed = True
         with self._lock:  # a thread starting now sees `closed` or is seen here
+            self._retired = True
             consumer = self.consumer
         if consumer is not None:
             consumer.stop()
@@ -275,7 +277,7 @@ class Pipeline:
         return self._released and (consumer is None or not consumer.alive())
 
     def _consumer_ended(self) -> None:
-        if self.closed:  # retired or shut down: nothing more will be sent
+        if self._retired:  # (a shutdown releases from its own thread, once it has joined)
             self._release()
 
     def _release(self) -> None:

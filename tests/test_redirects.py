@@ -17,8 +17,8 @@ import analytics
 
 
 class Redirector:
-    """A loopback server that answers `status` with `Location: location` on /v1/batch and
-    200 on any other path, recording every request (method, path, headers, body)."""
+    """A loopback server that answers `status` with `Location: location` on any path but
+    /moved/..., and 200 there, recording every request (method, path, headers, body)."""
 
     def __init__(self, status: int, location: str = "/moved/v1/batch") -> None:
         self.status = status
@@ -36,7 +36,7 @@ class Redirector:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 owner.requests.append((self.command, self.path, dict(self.headers), body))
-                if self.path == "/v1/batch":
+                if not self.path.startswith("/moved/"):
                     self.send_response(owner.status)
                     self.send_header("Location", owner.location)
                 else:
@@ -160,3 +160,20 @@ def test_a_redirect_loop_is_refused_after_a_few_hops(
     client.track("u1", "Loop")
     _refused_once(client, errors, 307)
     assert 2 <= len(server.requests) <= 10
+
+
+@pytest.mark.parametrize(("status", "location"), [(302, "/moved/event"), (307, None)])
+def test_the_a_track_sender_follows_the_same_rule(
+    status: int,
+    location: str | None,
+    redirector: Any,
+    collector: Collector,
+    make_client: Any,
+    errors: Any,
+) -> None:
+    server = redirector(status, location or collector.url + "/event")
+    client = make_client(host=server.url, protocol="atrack")
+    client.track("u1", "Redirected")
+    _refused_once(client, errors, status)
+    assert len(server.requests) == 1
+    assert collector.snapshot() == []
