@@ -71,7 +71,7 @@ class Pipeline:
         # waiting for the GIL at that moment hangs the worker. Its master starts none.
         self._thread_free = lifecycle.in_uwsgi_master()
         self._lock = threading.Lock()
-        self._sync_lock = threading.Lock()
+        self._sync_lock = threading.RLock()  # re-entered by a call from on_error (sync mode)
         self.queue: queue.Queue[Any] = queue.Queue(plan.max_queue_size)
         self._put_lock = threading.Lock()
         self._handoff = Handoff()

@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from collector import Collector
-from helpers import wait_until
+from helpers import call_within, wait_until
 
 import analytics
 
@@ -91,3 +91,23 @@ def test_a_drop_inside_on_error_is_not_reported_to_another_clients_on_error(
     assert a.stats()["dropped_by_reason"]["queue_full"] == 1
     assert b.stats()["dropped_by_reason"]["queue_full"] == 1
     collector.release()
+
+
+def test_an_on_error_that_tracks_on_its_own_sync_client_neither_hangs_nor_recurses(
+    collector: Collector, make_client: Any
+) -> None:
+    calls: list[BaseException] = []
+    inner: list[tuple[bool, dict[str, Any]]] = []
+
+    def on_error(error: BaseException, batch: list[dict[str, Any]]) -> None:
+        calls.append(error)
+        inner.append(client.track("u1", "From on_error"))  # sent, and refused, at once
+
+    collector.fail(400)
+    client = make_client(sync_mode=True, on_error=on_error)
+    ok, _ = call_within(10, client.track, "u1", "Refused")
+    assert ok is False
+    assert [type(e) for e in calls] == [analytics.APIError]
+    assert [ok for ok, _ in inner] == [False]
+    assert client.stats()["dropped_by_reason"]["rejected"] == 2
+    assert len(collector.snapshot()) == 2  # the nested call was sent, not skipped
