@@ -95,6 +95,7 @@ class Pipeline:
         )  # fmt: skip
         self.consumer: Consumer | None = None
         self._retired = False  # closed by retire(): its consumer releases it as it ends
+        self._ended = False  # its consumer thread has ended
         self._released = False  # its session, spool and place in the exit registry given up
 
     # -- the hot path ----------------------------------------------------------------------
@@ -265,11 +266,14 @@ class Pipeline:
             self.closed = True
         with self._lock:  # a thread starting now sees `closed` or is seen here
             self._retired = True
-            consumer = self.consumer
-        if consumer is not None:
-            consumer.stop()
-        elif self.queue.empty():  # never started (a uWSGI master's queue waits for a flush)
+            consumer, ended = self.consumer, self._ended
+        if consumer is None:
+            if self.queue.empty():  # never started (a uWSGI master's waits for a flush)
+                self._release()
+        elif ended:  # started and stopped by a call racing this (see start)
             self._release()
+        else:
+            consumer.stop()
 
     def done(self) -> bool:
         """Closed, its thread (if any) ended and what it held released."""
@@ -277,7 +281,10 @@ class Pipeline:
         return self._released and (consumer is None or not consumer.alive())
 
     def _consumer_ended(self) -> None:
-        if self._retired:  # (a shutdown releases from its own thread, once it has joined)
+        with self._lock:  # either this sees `_retired`, or retire() sees `_ended`
+            self._ended = True
+            retired = self._retired
+        if retired:  # (a shutdown releases from its own thread, once it has joined)
             self._release()
 
     def _release(self) -> None:
