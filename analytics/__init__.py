@@ -115,7 +115,7 @@ _SETTINGS = tuple(option.name for option in FACADE_OPTIONS)
 _ALIASES: dict[str, Option] = dict(ALIASES)
 _MIRRORS: dict[str, tuple[str, Option]] = {o.name: (alias, o) for alias, o in ALIASES.items()}
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _stale = False
 _retired: list[Client] = []  # replaced default clients still delivering what they hold
 # Hooks an integration registers (Flask: the current app's client); the first Client returned
@@ -127,7 +127,14 @@ class _Facade(types.ModuleType):
     """Makes `analytics.<setting> = value` take effect on the next call."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        d = self.__dict__
+        if name in _ALIASES or name in _SETTINGS or name == "default_client":
+            # A rebuild reads the settings and clears _stale under the lock: none is lost.
+            with _lock:
+                self._set(self.__dict__, name, value)
+        else:  # a submodule being imported (maybe by a rebuild, under the lock), or private
+            super().__setattr__(name, value)
+
+    def _set(self, d: dict[str, Any], name: str, value: Any) -> None:
         if name in _ALIASES:
             option = _ALIASES[name]
             d[name] = value
@@ -144,11 +151,9 @@ class _Facade(types.ModuleType):
         elif name in _SETTINGS:
             d[name] = value
             d["_stale"] = True
-        elif name == "default_client":
+        else:  # default_client
             d[name] = value
             d["_stale"] = value is None
-        else:
-            super().__setattr__(name, value)
 
 
 sys.modules[__name__].__class__ = _Facade
@@ -198,8 +203,8 @@ def _rebuild() -> Client:
         g = globals()
         new = Client(**{name: g[name] for name in _SETTINGS})
         if old is not None:
-            old.retire()
-            _retired.append(old)
+            old.retire(new)  # a call racing this rebuild goes on to the new client
+            _retired[:] = [c for c in _retired if not c._pipeline.done()] + [old]
         default_client, _stale = new, False
         return new
 
@@ -257,7 +262,7 @@ alias = _on_client(Client.alias)
 
 def _each_client() -> list[Client]:
     with _lock:
-        clients = [c for c in _retired if c.stats()["pending"]]
+        clients = [c for c in _retired if not c._pipeline.done()]
         _retired[:] = clients
         if default_client is not None:
             clients = [*clients, default_client]

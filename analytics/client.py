@@ -31,6 +31,7 @@ class Client:
 
     # The id of a call that gives none, nor does its scope: A-Track's client knows a user.
     _fallback_id: Callable[[], str | None] | None = None
+    _successor: Client | None = None  # retired by the facade: calls go on to its new client
 
     def __new__(cls, *args: Any, protocol: str = DEFAULTS.protocol, **kwargs: Any) -> Client:
         # A protocol with helpers of its own (A-Track's identity) names its Client subclass.
@@ -216,16 +217,22 @@ class Client:
                 return False, msg
             msg = shaped
         data = self._encode(msg)
-        pipeline = self._pipeline
-        if len(data) > MAX_MESSAGE_BYTES or pipeline.closed:
-            pipeline.refuse(msg, len(data))
-            return False, msg
+        if len(data) > MAX_MESSAGE_BYTES or self._pipeline.closed:
+            return self._refuse(msg, data)
         if self.stub:
             self.sent.append(msg)
             if len(self.sent) > self.max_queue_size:
                 del self.sent[0]
             return True, msg
-        return self._here().put(msg, data), msg
+        taken = self._here().put(msg, data)
+        return (taken, msg) if taken is not None else self._refuse(msg, data)
+
+    def _refuse(self, msg: Message, data: bytes) -> Result:
+        """Too large or shut down: reported. A retired client passes the call on instead."""
+        if self._successor is not None and len(data) <= MAX_MESSAGE_BYTES:
+            return self._successor._enqueue(msg)
+        self._pipeline.refuse(msg, len(data))
+        return False, msg
 
     def _here(self) -> Pipeline:
         """This process's pipeline: a forked child builds its own first."""
@@ -252,8 +259,9 @@ class Client:
         """Flush, then stop; later calls return (False, message). As flush, True or False."""
         return self._here().shutdown(timeout)
 
-    def retire(self) -> None:
-        """Stop taking calls; the consumer delivers what it holds, then ends. Does not wait."""
+    def retire(self, successor: Client | None = None) -> None:
+        """Stop taking calls (passing them on to `successor`); deliver what is held, close."""
+        self._successor = successor
         self._pipeline.retire()
 
     join = shutdown  # Segment's name for it

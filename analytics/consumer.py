@@ -61,6 +61,7 @@ class Consumer:
         flush_interval: float,
         keeper: SpoolKeeper | None,
         replay_interval: float,
+        finished: Callable[[], None] | None = None,
     ) -> None:
         self.queue = q
         self.encode = encode
@@ -78,7 +79,9 @@ class Consumer:
         # of time takes it from another thread, hence the lock.
         self._carry: tuple[Message, bytes] | None = None
         self._carry_lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, name="analytics-consumer", daemon=True)
+        # Called on this thread as it ends: the pipeline closes what it holds once shut down.
+        self.finished = finished
+        self.thread = threading.Thread(target=self._main, name="analytics-consumer", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -106,6 +109,13 @@ class Consumer:
         with contextlib.suppress(queue.Full):
             self.queue.put_nowait(STOP)
         self.handoff.ring()
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        finally:
+            if self.finished is not None:
+                self.finished()
 
     def _run(self) -> None:
         self._replay()

@@ -71,7 +71,7 @@ class Pipeline:
         # waiting for the GIL at that moment hangs the worker. Its master starts none.
         self._thread_free = lifecycle.in_uwsgi_master()
         self._lock = threading.Lock()
-        self._sync_lock = threading.Lock()
+        self._sync_lock = threading.RLock()  # re-entered by a call from on_error (sync mode)
         self.queue: queue.Queue[Any] = queue.Queue(plan.max_queue_size)
         self._put_lock = threading.Lock()
         self._handoff = Handoff()
@@ -94,24 +94,34 @@ class Pipeline:
             max_rate_limit=plan.max_rate_limit_duration,
         )  # fmt: skip
         self.consumer: Consumer | None = None
+        self._retired = False  # closed by retire(): its consumer releases it as it ends
+        self._ended = False  # its consumer thread has ended
+        self._released = False  # its session, spool and place in the exit registry given up
 
     # -- the hot path ----------------------------------------------------------------------
 
-    def put(self, msg: Message, data: bytes) -> bool:
+    def put(self, msg: Message, data: bytes) -> bool | None:
         """Take an accepted message (and its JSON): queue it, or in sync mode send it now.
-        False if it was dropped (reported and counted)."""
+        False if it was dropped (reported and counted); None if the pipeline was closed
+        meanwhile (nothing done: the caller refuses the call or passes it on)."""
         if self._write_ahead is not None:
+            if self.closed:
+                return None
             self._write_ahead.write_ahead(msg, data)
         if self._sync or (self.consumer is None and not self.start()):
             return self._send_now(msg, data)
         with self._put_lock:  # so that `queued` counts every put, and nothing else
-            try:
-                self.queue.put(msg, False)
-            except queue.Full:
-                full = True
-            else:
-                full = False
-                self.stats.queued += 1
+            # Read under the lock that closing takes: no message can land behind its STOP.
+            full = closed = self.closed
+            if not closed:
+                try:
+                    self.queue.put(msg, False)
+                except queue.Full:
+                    full = True
+                else:
+                    self.stats.queued += 1
+        if closed:
+            return self._closed_meanwhile(msg, data)
         if full:  # with a spool, the message waits there: accepted all the same
             error = QueueFull("queue is full; message dropped")
             fate = self.settler.lose(error, [msg], False, [data])
@@ -136,13 +146,28 @@ class Pipeline:
             error = ClientShutdown("client is shut down; message not sent")
         self.settler.report(error, [msg], False)
 
-    def _send_now(self, msg: Message, data: bytes) -> bool:
+    def _closed_meanwhile(self, msg: Message, data: bytes) -> bool | None:
+        """A put that found the pipeline closed. Written ahead (durable), the message is in
+        the journal already: it is kept in the spool as if the queue had been full."""
+        if self._write_ahead is None:
+            return None
+        error = ClientShutdown("client shut down during the call; message not queued")
+        return self.settler.lose(error, [msg], False, [data]) is Fate.KEPT
+
+    def _send_now(self, msg: Message, data: bytes) -> bool | None:
         """Sync mode: the caller's thread sends the message, with the same policy."""
         with self._sync_lock:
-            batch = Batch([data], [msg], Origin.CALL)
-            fate = self.settler.settle(batch, self.delivery.deliver(batch))
-            if fate is Fate.DELIVERED and self.keeper is not None:  # it answers: catch up
-                replay(self.keeper, self.delivery, self.settler, batches=1)
+            if self.closed:  # shut down or retired since the call checked
+                fate = None
+            else:
+                batch = Batch([data], [msg], Origin.CALL)
+                fate = self.settler.settle(batch, self.delivery.deliver(batch))
+                if fate is Fate.DELIVERED and self.keeper is not None:  # it answers: catch up
+                    replay(self.keeper, self.delivery, self.settler, batches=1)
+        if self.closed:  # closed while this send held the lock: release what it used
+            self._release()
+        if fate is None:
+            return self._closed_meanwhile(msg, data)
         return fate is not Fate.DROPPED  # kept in the spool: not sent, but not lost
 
     def start(self, now: bool = False) -> bool:
@@ -153,6 +178,8 @@ class Pipeline:
             return True
         with self._lock:
             if self.consumer is None:
+                if self.closed and not now:
+                    return True  # closed: a thread only to drain what a flush asks for
                 consumer = Consumer(
                     self.queue,
                     self.sender.encode,
@@ -163,6 +190,7 @@ class Pipeline:
                     self.plan.flush_interval,
                     self.keeper,
                     REPLAY_INTERVAL,
+                    self._consumer_ended,
                 )
                 try:
                     consumer.start()
@@ -171,6 +199,8 @@ class Pipeline:
                     return False
                 self.consumer = consumer
                 lifecycle.started(self)
+                if self.closed:
+                    consumer.stop()  # it ends once what the flush wanted is sent
         return True
 
     # -- flush and shutdown ----------------------------------------------------------------
@@ -200,11 +230,15 @@ class Pipeline:
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, stop the consumer, and close what this process holds open. What is
         still undelivered when the time runs out is settled as lost to the shutdown."""
-        self.closed = True
+        with self._put_lock:
+            self.closed = True
         deadline = None if timeout is None else time.monotonic() + timeout
         ok = self.flush(timeout)
         consumer = self.consumer
-        if consumer is None or consumer.is_current():
+        if consumer is None:
+            self._release()
+            return ok
+        if consumer.is_current():
             lifecycle.stopped(self)
             return ok
         if not ok:
@@ -214,12 +248,7 @@ class Pipeline:
         remaining = 10.0 if deadline is None else max(deadline - time.monotonic(), 0.05)
         consumer.thread.join(remaining)
         if not consumer.alive():
-            consumer.drain_lost()
-            self.sender.close()
-            if self.keeper is not None:
-                self.keeper.close()
-            if self.spool is not None:
-                self.spool.close()
+            self._release()
         else:  # stuck in a request: settle what waits, and the batch in flight, from here
             self.abort.set()
             consumer.drain_queue_lost()
@@ -231,8 +260,53 @@ class Pipeline:
         return ok
 
     def retire(self) -> None:
-        """Refuse calls; the consumer delivers what it holds, then ends. Does not wait."""
-        self.closed = True
-        consumer = self.consumer
-        if consumer is not None:
+        """Refuse calls; the consumer delivers what it holds, then ends and releases what
+        the pipeline holds (its session, spool, place in the exit registry). Does not wait."""
+        with self._put_lock:  # every put before this is queued ahead of the STOP marker
+            self.closed = True
+        with self._lock:  # a thread starting now sees `closed` or is seen here
+            self._retired = True
+            consumer, ended = self.consumer, self._ended
+        if consumer is None:
+            if self.queue.empty():  # never started (a uWSGI master's waits for a flush)
+                self._release()
+        elif ended:  # started and stopped by a call racing this (see start)
+            self._release()
+        else:
             consumer.stop()
+
+    def done(self) -> bool:
+        """Closed, its thread (if any) ended and what it held released."""
+        consumer = self.consumer
+        return self._released and (consumer is None or not consumer.alive())
+
+    def _consumer_ended(self) -> None:
+        with self._lock:  # either this sees `_retired`, or retire() sees `_ended`
+            self._ended = True
+            retired = self._retired
+        if retired:  # (a shutdown releases from its own thread, once it has joined)
+            self._release()
+
+    def _release(self) -> None:
+        """Once closed and drained: report what is left, close the session and the spool,
+        leave the exit registry. Once. A sync send under way releases when it ends."""
+        if not self._sync_lock.acquire(blocking=False):
+            return
+        try:
+            with self._lock:
+                if self._released:
+                    return
+                self._released = True
+            try:
+                if self.consumer is not None:
+                    self.consumer.drain_lost()
+                self.sender.close()
+                if self.keeper is not None:
+                    self.keeper.close()
+                if self.spool is not None:
+                    self.spool.close()
+            except Exception:  # closing must never fail a call, a flush or the thread
+                logger.exception("analytics: closing a client's session or spool failed")
+        finally:
+            self._sync_lock.release()
+        lifecycle.stopped(self)

@@ -21,7 +21,8 @@ _RETRYABLE_4XX = frozenset({408, 429})
 
 
 def is_retryable(status: int | None) -> bool:
-    """Network errors (no status), 5xx, 408 and 429 are worth another try."""
+    """Network errors (no status), 5xx, 408 and 429 are worth another try. Anything else is
+    a refusal, a 3xx too: it is a redirect that transport.py would not follow."""
     return status is None or status in _RETRYABLE_4XX or 500 <= status <= 599
 
 

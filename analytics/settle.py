@@ -2,10 +2,13 @@
 dropped, and is counted once. A message that will not be delivered for a passing reason
 (an outage, a full queue, a shutdown) waits in the spool when there is one; anything else
 that will not be delivered is logged, reported to `on_error` and counted by its reason.
+`on_error` is never re-entered on its thread: what a call made inside it drops is counted
+and logged, not reported to `on_error` again (of this client or any other).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from .errors import DeliveryError, QueueFull, SpoolFull
@@ -17,6 +20,10 @@ from .typing import Message, OnError
 
 # Reasons that pass (an outage, a full queue, a shutdown): with a spool they wait there.
 PASSING = frozenset({"gave_up", "queue_full", "shutdown"})
+
+# Set on a thread while an on_error runs there: a drop it causes is not reported to it again.
+_in_on_error = threading.local()
+_reentry_warning = Throttle()
 
 
 class Settler:
@@ -79,10 +86,16 @@ class Settler:
             logger.warning("dropped %d message(s): %s", len(messages), error)
         on_error = self.on_error
         if on_error is not None:
-            try:
-                on_error(error, list(messages))
-            except Exception:
-                logger.exception("on_error raised; ignored")
+            if getattr(_in_on_error, "active", False):
+                _reentry_warning.warn("a call made inside on_error was dropped; not reported")
+            else:
+                _in_on_error.active = True
+                try:
+                    on_error(error, list(messages))
+                except Exception:
+                    logger.exception("on_error raised; ignored")
+                finally:
+                    _in_on_error.active = False
         self.stats.add_dropped(error.reason, len(messages), queued)
 
     def _settle_replayed(self, batch: Batch, outcome: Outcome) -> Fate:

@@ -1,18 +1,45 @@
 """HTTP for every protocol's sender: one POST over a kept-alive `requests.Session`, never
 raising. Holds the headers, gzip and proxies, and scrubs secrets from what it reports.
 It knows nothing of retries: it says what happened (a `Reply`) and `retry.py` decides.
+It holds the redirect rule: only 307/308 to the same origin are followed, with the body.
 """
 
 from __future__ import annotations
 
 import gzip as gzip_lib
 from collections.abc import Sequence
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from .protocols import Reply
 from .retry import parse_retry_after
 from .version import LIBRARY_NAME, VERSION
+
+# Redirects that keep the method and the body; 301/302/303 would turn the POST into a GET.
+FOLLOWED = frozenset({307, 308})
+MAX_REDIRECTS = 5
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: an origin of its own
+        port = -1
+    default = {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), default if port is None else port
+
+
+def redirect_target(url: str, status: int, location: str | None) -> str | None:
+    """Where a redirect answer to a POST to `url` may be followed: a 307 or 308 to the same
+    origin (scheme, host, port), so that the body and the key go nowhere else. None: not
+    followed, and so a refusal (the status, not retried)."""
+    if status not in FOLLOWED or not location:
+        return None
+    target = urljoin(url, location)
+    return target if _origin(target) == _origin(url) else None
 
 
 class HttpPoster:
@@ -51,31 +78,50 @@ class HttpPoster:
         self._templates: dict[str, requests.PreparedRequest] = {}
 
     def post(self, url: str, body: bytes) -> Reply:
-        """Send one body; any failure comes back as an Reply, never as an exception."""
+        """Send one body; any failure comes back as an Reply, never as an exception.
+        A 307/308 to the same origin is followed (at most MAX_REDIRECTS hops), with the body;
+        any other redirect comes back as it is, a refusal."""
+        data = gzip_lib.compress(body, compresslevel=6) if self.gzip else body
         template = self._templates.get(url)
         if template is None:
             template = requests.Request("POST", url, headers=self._headers).prepare()
             self._templates[url] = template
+        for _ in range(MAX_REDIRECTS):
+            reply, target = self._send(template, data)
+            if target is None:
+                return reply
+            # Not cached: a server could send each batch to a URL of its own.
+            template = requests.Request("POST", target, headers=self._headers).prepare()
+        return Reply(reply.status, detail=f"more than {MAX_REDIRECTS} redirects; not followed")
+
+    def _send(self, template: requests.PreparedRequest, data: bytes) -> tuple[Reply, str | None]:
+        """One request; the reply, and where to follow it if it is a redirect to follow."""
         request = template.copy()
-        request.body = gzip_lib.compress(body, compresslevel=6) if self.gzip else body
-        request.headers["Content-Length"] = str(len(request.body))
+        request.body = data
+        request.headers["Content-Length"] = str(len(data))
         try:
             resp = self._session.send(
                 request,
+                allow_redirects=False,  # the redirect rule is ours: redirect_target
                 timeout=self.timeout,
                 proxies=self._proxies,
                 verify=self._verify,
                 cert=self._cert,
             )
         except Exception as exc:  # requests' errors, or a broken adapter or proxy setting
-            return Reply(None, detail=self.scrub(f"{type(exc).__name__}: {exc}"))
+            return Reply(None, detail=self.scrub(f"{type(exc).__name__}: {exc}")), None
         try:
             status = resp.status_code
             retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            detail = "" if 200 <= status <= 299 else self.scrub(resp.text[:200])
+            location = resp.headers.get("Location")
+            target = redirect_target(str(request.url), status, location)
+            if 300 <= status <= 399 and target is None:
+                detail = self.scrub(f"redirect to {(location or '')[:200]!r} not followed")
+            else:
+                detail = "" if 200 <= status <= 299 else self.scrub(resp.text[:200])
         finally:
             resp.close()
-        return Reply(status, retry_after, detail)
+        return Reply(status, retry_after, detail), target
 
     def scrub(self, text: str) -> str:
         """No error text ever carries a secret, even if a server echoes it."""
