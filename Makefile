@@ -3,12 +3,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint demo bench bench-smoke clean
+# The suite's core for `make test-deps`: the spec's rules (python-dateutil), retries and
+# backoff waits (backoff), the wire, proxies and errors over HTTP (requests).
+CORE_TESTS := tests/test_spec.py tests/test_validation.py tests/test_retry.py \
+	tests/test_engine_retry.py tests/test_wire.py tests/test_encoding.py \
+	tests/test_proxies.py tests/test_on_error.py
+# The lowest versions pyproject.toml allows; the newest are whatever the index has.
+DEPS_OLDEST := requests==2.20.0 backoff==1.10.0 python-dateutil==2.8.0
+DEPS_NEWEST := requests backoff python-dateutil
+DEPS_TOOLS := pytest pytest-timeout
 
+.PHONY: test lint demo dist test-deps bench bench-smoke clean
+
+# An editable install that mypy and IDEs see: pyproject.toml maps the package root to the
+# project root, so setuptools writes a plain .pth path entry (no import-hook finder).
+# Tooling comes from pyproject.toml's dependency groups, not from user extras.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,lint]'
+	$(BIN)/python -m pip install -q -e . --group dev
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,6 +35,26 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check analytics
 	$(BIN)/mypy
 
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	@ls dist
+
+# The oldest and the newest allowed versions of the runtime dependencies, each in its own
+# venv, against the suite's core.
+test-deps:
+	@set -e; for end in oldest newest; do \
+	  venv=.venv-deps-$$end; \
+	  if [ $$end = oldest ]; then pins="$(DEPS_OLDEST)"; else pins="$(DEPS_NEWEST)"; fi; \
+	  rm -rf $$venv; $(PYTHON) -m venv $$venv; \
+	  $$venv/bin/python -m pip install -q --upgrade pip; \
+	  $$venv/bin/python -m pip install -q --upgrade --upgrade-strategy eager \
+	    -e . $$pins $(DEPS_TOOLS); \
+	  echo "== $$end: $$($$venv/bin/python -m pip freeze | grep -i -E '^(requests|backoff|python-dateutil)==' | tr '\n' ' ')"; \
+	  $$venv/bin/python -m pip check; \
+	  $$venv/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS); \
+	done
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/durable.py
@@ -30,4 +63,4 @@ bench-smoke: $(STAMP)
 	$(BIN)/python bench/run.py --smoke
 
 clean:
-	rm -rf $(VENV) build *.egg-info bench/.venv-peers bench/.logs
+	rm -rf $(VENV) .venv-deps-* build dist *.egg-info bench/.venv-peers bench/.logs

@@ -22,6 +22,7 @@ from .log import logger
 from .options import BY_NAME, DEFAULTS
 from .spec import MESSAGE_TYPES
 from .typing import Result
+from .version import VERSION
 
 EXIT_OK = 0
 EXIT_NOT_DELIVERED = 1
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="analytics",
         description="Send analytics messages to a Segment-compatible collector.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     helps = {
         "track": "record an action", "identify": "tie a user to traits",

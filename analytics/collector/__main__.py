@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from ..version import VERSION
 from .server import Collector
 
 DEFAULT_PORT = 8787
@@ -55,6 +56,7 @@ def build_parser(prog: str = "analytics-collector") -> argparse.ArgumentParser:
         help="fault injection: wait D milliseconds before answering each POST",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no request log on stderr")
+    p.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     return p
 
 
