@@ -13,7 +13,10 @@ DEPS_OLDEST := requests==2.20.0 backoff==1.10.0 python-dateutil==2.8.0
 DEPS_NEWEST := requests backoff python-dateutil
 DEPS_TOOLS := pytest pytest-timeout
 
-.PHONY: test lint demo dist test-deps bench bench-smoke clean
+.PHONY: dev test lint demo dist test-deps bench bench-smoke clean
+
+# `make` alone: the development venv.
+dev: $(STAMP)
 
 # An editable install that mypy and IDEs see: pyproject.toml maps the package root to the
 # project root, so setuptools writes a plain .pth path entry (no import-hook finder).
