@@ -8,9 +8,13 @@ STAMP := $(VENV)/.installed
 CORE_TESTS := tests/test_spec.py tests/test_validation.py tests/test_retry.py \
 	tests/test_engine_retry.py tests/test_wire.py tests/test_encoding.py \
 	tests/test_proxies.py tests/test_on_error.py
-# The lowest versions pyproject.toml allows; the newest are whatever the index has.
-DEPS_OLDEST := requests==2.20.0 backoff==1.10.0 python-dateutil==2.8.0
-DEPS_NEWEST := requests backoff python-dateutil
+# The runtime dependencies, from the installed metadata (the ranges live in pyproject.toml
+# only): `oldest` pins each to its range's lower bound, `newest` names it (pip then takes
+# the newest release its range allows).
+DEPS = $(BIN)/python -c 'import re, sys; from importlib.metadata import requires; \
+	deps = [r for r in requires("analytics-client") if ";" not in r]; \
+	pin = r"\1==\2" if sys.argv[1] == "oldest" else r"\1"; \
+	print(" ".join(re.sub(r"^([A-Za-z0-9_.-]+).*>=\s*([0-9][0-9A-Za-z.]*).*$$", pin, d) for d in deps))'
 DEPS_TOOLS := pytest pytest-timeout
 
 .PHONY: dev test lint demo dist test-deps bench bench-smoke clean
@@ -44,17 +48,16 @@ dist: $(STAMP)
 	@ls dist
 
 # The oldest and the newest allowed versions of the runtime dependencies, each in its own
-# venv, against the suite's core.
-test-deps:
+# venv (driven by .venv's pip), against the suite's core.
+test-deps: $(STAMP)
 	@set -e; for end in oldest newest; do \
 	  venv=.venv-deps-$$end; \
-	  if [ $$end = oldest ]; then pins="$(DEPS_OLDEST)"; else pins="$(DEPS_NEWEST)"; fi; \
-	  rm -rf $$venv; $(PYTHON) -m venv $$venv; \
-	  $$venv/bin/python -m pip install -q --upgrade pip; \
-	  $$venv/bin/python -m pip install -q --upgrade --upgrade-strategy eager \
-	    -e . $$pins $(DEPS_TOOLS); \
-	  echo "== $$end: $$($$venv/bin/python -m pip freeze | grep -i -E '^(requests|backoff|python-dateutil)==' | tr '\n' ' ')"; \
-	  $$venv/bin/python -m pip check; \
+	  pins="$$($(DEPS) $$end)"; \
+	  rm -rf $$venv; $(PYTHON) -m venv --without-pip $$venv; \
+	  pip="$(BIN)/python -m pip --python $$venv/bin/python"; \
+	  $$pip install -q --upgrade --upgrade-strategy eager -e . $$pins $(DEPS_TOOLS); \
+	  echo "== $$end: $$($$pip freeze | grep -i -E '^(requests|backoff|python-dateutil)==' | tr '\n' ' ')"; \
+	  $$pip check; \
 	  $$venv/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS); \
 	done
 
