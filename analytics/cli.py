@@ -4,6 +4,7 @@ Lines file of wire messages, or run the local `collector`. Exit 0 only if all wa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -165,11 +166,9 @@ class RetryLog(logging.Handler):
     wait ("attempt N failed (WHAT); retrying in S s"): the attempt, the error, the next
     wait. An error is named the first time only; a repeat says "the same error"."""
 
-    def __init__(self, stream: IO[str], max_retries: int) -> None:
+    def __init__(self, max_retries: int) -> None:
         super().__init__(logging.DEBUG)
-        self.stream = stream
         self.attempts = max_retries + 1
-        self.retries = 0
         self._seen: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -182,12 +181,29 @@ class RetryLog(logging.Handler):
         key = re.sub(r"0x[0-9a-fA-F]+", "", str(what))  # object addresses differ each time
         said = "the same error" if key in self._seen else " ".join(str(what).split())
         self._seen.add(key)
-        self.retries += 1
-        self.stream.write(
+        sys.stderr.write(
             f"\rretrying: attempt {attempt}/{self.attempts} failed ({said}); "
             f"attempt {attempt + 1} in {wait:.1f} s\n"
         )
-        self.stream.flush()
+        sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _showing_retries(args: argparse.Namespace) -> Iterator[None]:
+    """A `RetryLog` on the library's logger while a command runs (not with --debug, which
+    shows the attempts already); the logger as it was afterwards."""
+    max_retries = getattr(args, "max_retries", 0)
+    if getattr(args, "debug", False) or not max_retries:
+        yield
+        return
+    handler, level = RetryLog(max_retries), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _make_client(
@@ -197,9 +213,6 @@ def _make_client(
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
         logger.addHandler(handler)
-    elif args.max_retries > 0:  # --debug shows the attempts already
-        logger.addHandler(RetryLog(sys.stderr, args.max_retries))
-        logger.setLevel(logging.DEBUG)
     if args.timeout <= 0 or args.max_retries < 0:
         raise UsageError("--timeout must be > 0 and --max-retries >= 0")
     write_key = args.write_key or os.environ.get(WRITE_KEY_ENV)
@@ -650,9 +663,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return collector_main(args_list[1:], prog="analytics collector")
     args = build_parser().parse_args(args_list)
     try:
-        if args.command == "import":
-            return _import(args)
-        return _send_one(args)
+        with _showing_retries(args):
+            if args.command == "import":
+                return _import(args)
+            return _send_one(args)
     except UsageError as exc:
         print(f"analytics: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -4,6 +4,7 @@ JSON Lines (bad lines, retries, stdin, dry run), `analytics collector`, and the 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import signal
 import time
@@ -303,6 +304,18 @@ def test_command_line_defaults_are_sized_for_a_terminal() -> None:
     assert analytics.options.DEFAULTS.max_retries == 10  # the library's stay as they are
     one = cli.build_parser().parse_args(["track", "--max-retries", "0", "--timeout", "2"])
     assert (one.max_retries, one.timeout) == (0, 2.0)
+
+
+def test_a_command_leaves_the_library_logger_as_it_was(
+    server: Collector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In process: the retry display is on the `analytics` logger only while a command runs."""
+    log = logging.getLogger("analytics")
+    before = (log.level, list(log.handlers))
+    argv = ["track", "--user-id", "u", "--event", "E", "--write-key", KEY, "--host", server.url]
+    assert cli.main(argv) == 0
+    assert (log.level, log.handlers) == before
+    assert "delivered track" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", [("analytics",), ("analytics.collector",)])
