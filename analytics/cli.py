@@ -181,11 +181,14 @@ class RetryLog(logging.Handler):
         key = re.sub(r"0x[0-9a-fA-F]+", "", str(what))  # object addresses differ each time
         said = "the same error" if key in self._seen else " ".join(str(what).split())
         self._seen.add(key)
-        sys.stderr.write(
-            f"\rretrying: attempt {attempt}/{self.attempts} failed ({said}); "
-            f"attempt {attempt + 1} in {wait:.1f} s\n"
-        )
-        sys.stderr.flush()
+        try:  # a display must never break the delivery that logs through it
+            sys.stderr.write(
+                f"\rretrying: attempt {attempt}/{self.attempts} failed ({said}); "
+                f"attempt {attempt + 1} in {wait:.1f} s\n"
+            )
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
 
 
 @contextlib.contextmanager
