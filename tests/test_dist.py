@@ -4,7 +4,7 @@ against a loopback collector. Needs the package registry for the dependencies.""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import json
 import os
 import re
@@ -35,6 +35,15 @@ def run(*argv: str | Path, cwd: Path, timeout: float = 180) -> subprocess.Comple
     return done
 
 
+def has_distribution(name: str) -> bool:
+    # not find_spec: a setuptools `build/` folder in the checkout is importable as `build`
+    try:
+        importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 class Installed:
     """A fresh venv with the built wheel installed into it."""
 
@@ -56,7 +65,7 @@ class Installed:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     root = tmp_path_factory.mktemp("dist")
     out = root / "dist"
-    if importlib.util.find_spec("build") is not None:  # what `make dist` runs
+    if has_distribution("build"):  # what `make dist` runs
         run(sys.executable, "-m", "build", "--outdir", out, ROOT, cwd=ROOT)
         assert len(list(out.glob("*.tar.gz"))) == 1
     else:
