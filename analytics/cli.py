@@ -4,16 +4,18 @@ Lines file of wire messages, or run the local `collector`. Exit 0 only if all wa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Protocol
+from typing import IO, Any, Callable, Protocol, cast
 
 from .client import Client
 from .collector.validate import check
@@ -22,6 +24,7 @@ from .log import logger
 from .options import BY_NAME, DEFAULTS
 from .spec import MESSAGE_TYPES
 from .typing import Result
+from .version import VERSION
 
 EXIT_OK = 0
 EXIT_NOT_DELIVERED = 1
@@ -29,6 +32,10 @@ EXIT_USAGE = 2
 WRITE_KEY_ENV = "ANALYTICS_WRITE_KEY"
 HOST_ENV = "ANALYTICS_HOST"
 MAX_LISTED = 50  # bad lines named in the summary; --rejects FILE keeps them all
+# Sized for a person waiting at a terminal, not for a server that must not lose a message:
+# with the collector down, a command gives up after ~7 s of backoff (1 + 2 + 4 s at most)
+# instead of the library's ~73 s of 10 retries.
+CLI_DEFAULTS: dict[str, Any] = {"max_retries": 3, "timeout": 10.0}
 
 
 class UsageError(Exception):
@@ -40,13 +47,16 @@ class UsageError(Exception):
 
 def _help(option: str) -> str:
     """An option's help: its line in the table (analytics.options), with its default."""
-    return f"{BY_NAME[option].doc} (default {BY_NAME[option].default})"
+    library = BY_NAME[option].default
+    if option in CLI_DEFAULTS:
+        return f"{BY_NAME[option].doc} (default {CLI_DEFAULTS[option]:g}; the library's: {library})"
+    return f"{BY_NAME[option].doc} (default {library})"
 
 
 def _add_option(p: argparse.ArgumentParser, option: str, kind: type, metavar: str) -> None:
     """`--<option>` for a numeric option of the table, with its default and help."""
     flag = "--" + option.replace("_", "-")
-    default = BY_NAME[option].default
+    default = CLI_DEFAULTS.get(option, BY_NAME[option].default)
     p.add_argument(flag, type=kind, default=default, metavar=metavar, help=_help(option))
 
 
@@ -98,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="analytics",
         description="Send analytics messages to a Segment-compatible collector.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     helps = {
         "track": "record an action", "identify": "tie a user to traits",
@@ -150,11 +161,59 @@ def _json_object(option: str, text: str | None) -> dict[str, Any] | None:
     return value
 
 
+class RetryLog(logging.Handler):
+    """Shows each retry as it happens, from the record delivery.py logs before a backoff
+    wait ("attempt N failed (WHAT); retrying in S s"): the attempt, the error, the next
+    wait. An error is named the first time only; a repeat says "the same error"."""
+
+    def __init__(self, max_retries: int) -> None:
+        super().__init__(logging.DEBUG)
+        self.attempts = max_retries + 1
+        self._seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        if not (str(record.msg).startswith("attempt ") and isinstance(args, tuple)):
+            return
+        if len(args) != 3:
+            return
+        attempt, what, wait = cast("tuple[int, str, float]", args)
+        key = re.sub(r"0x[0-9a-fA-F]+", "", str(what))  # object addresses differ each time
+        said = "the same error" if key in self._seen else " ".join(str(what).split())
+        self._seen.add(key)
+        try:  # a display must never break the delivery that logs through it
+            sys.stderr.write(
+                f"\rretrying: attempt {attempt}/{self.attempts} failed ({said}); "
+                f"attempt {attempt + 1} in {wait:.1f} s\n"
+            )
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _showing_retries(args: argparse.Namespace) -> Iterator[None]:
+    """A `RetryLog` on the library's logger while a command runs (not with --debug, which
+    shows the attempts already); the logger as it was afterwards."""
+    max_retries = getattr(args, "max_retries", 0)
+    if getattr(args, "debug", False) or not max_retries:
+        yield
+        return
+    handler, level = RetryLog(max_retries), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def _make_client(
     args: argparse.Namespace, on_error: Callable[..., Any] | None, **kw: Any
 ) -> Client:
     if args.debug:
-        handler = logging.StreamHandler(sys.stderr)
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
         logger.addHandler(handler)
     if args.timeout <= 0 or args.max_retries < 0:
@@ -422,7 +481,13 @@ class ImportReport:
                 more = f", ... ({len(lines):,} in all)" if len(lines) > 10 else ""
                 out.append(f"    {reason}: lines {shown}{more}")
         if self.stopped:
-            out.append(f"  stopped early: {self.stopped}")
+            # the reason is said once: under `failed` when the messages it lost are there
+            stopped = self.stopped
+            for reason in self.failed:
+                if stopped.startswith(reason):
+                    stopped = STOPPED_SEE_FAILED + stopped[len(reason) :]
+                    break
+            out.append(f"  stopped early: {stopped}")
         return "\n".join(out)
 
 
@@ -528,6 +593,9 @@ def _stopped_at(reason: str | None, lineno: int) -> str:
     return f"{reason} (nothing read after line {lineno:,})"
 
 
+STOPPED_SEE_FAILED = "delivery broke down (why: under failed, above)"
+
+
 def _settle(client: Client, failures: _Failures, ids: dict[str, int], report: ImportReport) -> bool:
     """Wait until every message sent so far is delivered or lost; False, with the client
     shut down, if delivery broke down (the collector refuses or is unreachable)."""
@@ -598,9 +666,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return collector_main(args_list[1:], prog="analytics collector")
     args = build_parser().parse_args(args_list)
     try:
-        if args.command == "import":
-            return _import(args)
-        return _send_one(args)
+        with _showing_retries(args):
+            if args.command == "import":
+                return _import(args)
+            return _send_one(args)
     except UsageError as exc:
         print(f"analytics: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -4,8 +4,10 @@ JSON Lines (bad lines, retries, stdin, dry run), `analytics collector`, and the 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -258,6 +260,75 @@ def test_import_shows_progress_on_request(server: Collector, tmp_path: Path) -> 
     assert "lines/s" in done.stderr  # tqdm's bar or the plain counter
     quiet = run_cli("import", str(path), env=env_for(server.url))
     assert quiet.stderr == ""  # not a terminal: no progress unless asked
+
+
+def test_import_against_a_down_collector_shows_retries_and_each_error_once(
+    down_collector: Any, tmp_path: Path
+) -> None:
+    """Today's defaults were the library's (10 retries, ~73 s of silence, the error twice)."""
+    path = write_jsonl(tmp_path / "e.jsonl", [line(i) for i in range(1, 51)])
+    started = time.monotonic()
+    done = run_cli("import", str(path), env=env_for(down_collector.url), timeout=45)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    assert elapsed < 25, elapsed  # 3 retries: at most 1 + 2 + 4 s of backoff
+    retries = re.findall(r"^retrying: attempt (\d)/4 failed \((.*)\); attempt (\d) in [\d.]+ s$",
+                         done.stderr.replace("\r", ""), re.M)  # fmt: skip
+    assert [(a, b) for a, _, b in retries] == [("1", "2"), ("2", "3"), ("3", "4")]
+    assert retries[0][1].startswith("ConnectionError") and "refused" in retries[0][1]
+    assert [why for _, why, _ in retries[1:]] == ["the same error", "the same error"]
+    out = done.stdout
+    assert re.search(r"failed\s+50\b", out) and "gave up after 4 attempts" in out
+    assert out.count("Connection refused") == 1, out  # under `failed`; `stopped early` refers to it
+    assert "stopped early: delivery broke down" in out
+
+
+def test_import_max_retries_and_timeout_flags(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "e.jsonl", [line(i) for i in range(1, 11)])
+    with CollectorProcess(tmp_path / "c.db", "--quiet", "--delay-ms", "3000") as proc:
+        started = time.monotonic()
+        done = run_cli(
+            "import", str(path), "--max-retries", "1", "--timeout", "0.3",
+            env=env_for(proc.url), timeout=45,
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert elapsed < 15, elapsed  # two tries of 0.3 s and one wait of at most 1 s
+    assert re.findall(r"attempt (\d)/2 failed", done.stderr) == ["1"]
+    assert "gave up after 2 attempts" in done.stdout and "imeout" in done.stdout
+
+
+def test_command_line_defaults_are_sized_for_a_terminal() -> None:
+    args = cli.build_parser().parse_args(["import", "events.jsonl"])
+    assert (args.max_retries, args.timeout) == (3, 10.0)
+    assert analytics.options.DEFAULTS.max_retries == 10  # the library's stay as they are
+    one = cli.build_parser().parse_args(["track", "--max-retries", "0", "--timeout", "2"])
+    assert (one.max_retries, one.timeout) == (0, 2.0)
+
+
+def test_a_command_leaves_the_library_logger_as_it_was(
+    server: Collector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In process: the retry display is on the `analytics` logger only while a command runs."""
+    log = logging.getLogger("analytics")
+    before = (log.level, list(log.handlers))
+    argv = ["track", "--user-id", "u", "--event", "E", "--write-key", KEY, "--host", server.url]
+    assert cli.main(argv) == 0
+    assert (log.level, log.handlers) == before
+    assert "delivered track" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [("analytics",), ("analytics.collector",)])
+def test_version_flag(command: tuple[str, ...]) -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [PY, "-m", *command, "--version"], capture_output=True, text=True, timeout=30,
+        env=clean_env(), cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    name = "analytics" if command == ("analytics",) else "analytics-collector"
+    assert done.stdout == f"{name} {analytics.VERSION}\n"
 
 
 def test_import_never_drops_on_a_full_queue(server: Collector) -> None:

@@ -156,12 +156,16 @@ def test_framework_settings_keys_follow_the_table():
 
 
 def test_cli_defaults_are_the_tables():
+    """The table's, except the few the CLI sizes for a terminal, named in one place."""
+    assert set(cli.CLI_DEFAULTS) <= set(analytics.options.BY_NAME)
+    cli_default = {**{name: DEFAULTS.value(name) for name in FACADE_NAMES}, **cli.CLI_DEFAULTS}
     args = cli.build_parser().parse_args(["import", "events.jsonl"])
-    assert (args.timeout, args.max_retries) == (DEFAULTS.timeout, DEFAULTS.max_retries)
+    assert (args.timeout, args.max_retries) == (cli_default["timeout"], cli_default["max_retries"])
     assert (args.batch_size, args.max_queue_size) == (DEFAULTS.batch_size,
                                                       DEFAULTS.max_queue_size)  # fmt: skip
     track = cli.build_parser().parse_args(["track"])
-    assert track.timeout == DEFAULTS.timeout and track.max_retries == DEFAULTS.max_retries
+    assert track.timeout == cli_default["timeout"]
+    assert track.max_retries == cli_default["max_retries"]
 
 
 # -- the checks -----------------------------------------------------------------------------

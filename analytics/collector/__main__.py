@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from ..version import VERSION
 from .server import DEFAULT_REQUEST_TIMEOUT, Collector
 
 DEFAULT_PORT = 8787
@@ -61,6 +62,7 @@ def build_parser(prog: str = "analytics-collector") -> argparse.ArgumentParser:
         f" its first byte, else the connection is closed (default {DEFAULT_REQUEST_TIMEOUT:g})",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no request log on stderr")
+    p.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     return p
 
 
