@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 
+
+class _Guarded(logging.Logger):
+    """The library's logger: a handler that raises (a user's, or one an SDK added to the
+    root logger) loses that record, and never reaches a call or the consumer thread."""
+
+    def handle(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # nothing sensible to log it with
+            super().handle(record)
+
+
 logger = logging.getLogger("analytics")
+logger.__class__ = _Guarded  # this one logger only; getLogger may have built it already
 logger.addHandler(logging.NullHandler())
 
 
