@@ -169,18 +169,24 @@ def test_django_recipe_in_a_startproject_project(collector: Collector, tmp_path:
     _two_visits(collector)
 
 
+def _app_recipe(collector: Collector, tmp_path: Path, marker: str, visits: str) -> None:
+    """The README's app (the block with `marker`) as app.py, visited by `visits`."""
+    (tmp_path / "app.py").write_text(block(marker))
+    (tmp_path / "visit.py").write_text(visits)
+    run(tmp_path, collector, "visit.py")
+    _two_visits(collector)
+
+
 def test_flask_recipe_in_a_bare_app(collector: Collector, tmp_path: Path) -> None:
     pytest.importorskip("flask")
-    (tmp_path / "app.py").write_text(block("integrations.flask import"))
-    (tmp_path / "visit.py").write_text(
+    # the module call must use the app's key: the module has none
+    _app_recipe(collector, tmp_path, "integrations.flask import", (
         "from app import app\n"
         "c = app.test_client()\n"
         "assert c.post('/checkout').status_code == 200\n"
         "c.set_cookie('ajs_anonymous_id', '%22anon-7%22')\n"
         "assert c.post('/checkout').status_code == 200\n"
-    )
-    run(tmp_path, collector, "visit.py")
-    _two_visits(collector)  # the module call used the app's key: the module has none
+    ))  # fmt: skip
 
 
 def test_fastapi_recipe_through_the_shipped_middleware(
@@ -188,13 +194,10 @@ def test_fastapi_recipe_through_the_shipped_middleware(
 ) -> None:
     pytest.importorskip("fastapi")
     pytest.importorskip("httpx")
-    (tmp_path / "app.py").write_text(block("integrations.asgi import"))
-    (tmp_path / "visit.py").write_text(
+    _app_recipe(collector, tmp_path, "integrations.asgi import", (
         "from fastapi.testclient import TestClient\n"
         "from app import app\n"
         "c = TestClient(app)\n"
         "assert c.post('/checkout').status_code == 200\n"
         f"assert c.post('/checkout', headers={{'Cookie': {COOKIE!r}}}).status_code == 200\n"
-    )
-    run(tmp_path, collector, "visit.py")
-    _two_visits(collector)
+    ))  # fmt: skip

@@ -358,10 +358,7 @@ class Store:
                 )
                 .fetchall()
             )
-        buckets = {key: dict.fromkeys(KINDS, 0) for key in keys}
-        for minute, kind, count in rows:
-            if minute in buckets and kind in buckets[minute]:
-                buckets[minute][kind] = int(count)
+        buckets = _bucketed(keys, rows)
         return {
             "by": "received",
             "unit": "minute",
@@ -396,10 +393,7 @@ class Store:
                 ).fetchall()
             else:
                 rows = []
-        buckets = {key: dict.fromkeys(KINDS, 0) for key in keys}
-        for key, kind, count in rows:
-            if key in buckets and kind in buckets[key]:
-                buckets[key][kind] = int(count)
+        buckets = _bucketed(keys, rows)
         return {
             "by": "event",
             "unit": unit,
@@ -481,3 +475,12 @@ def _start(key: str, unit: str) -> str:
     """A bucket key as a full UTC time: "2025-06" -> "2025-06-01T00:00Z"."""
     filler = {"minute": "", "hour": ":00", "day": "T00:00", "month": "-01T00:00"}
     return key + filler[unit] + "Z"
+
+
+def _bucketed(keys: list[str], rows: list[Any]) -> dict[str, dict[str, int]]:
+    """Counts by type for each key, from (key, type, count) rows; other keys and types left out."""
+    buckets = {key: dict.fromkeys(KINDS, 0) for key in keys}
+    for key, kind, count in rows:
+        if key in buckets and kind in buckets[key]:
+            buckets[key][kind] = int(count)
+    return buckets

@@ -51,16 +51,24 @@ def _not_unicode(message: Any) -> str | None:
     return None
 
 
-def check(message: Any) -> str | None:
-    """Why `message` breaks the Segment spec or the size limit; None when it is valid."""
-    if not isinstance(message, dict):
-        return f"message must be a JSON object, not {_json_kind(message)}"
-    reason = _not_unicode(message)
+def _not_storable(what: str, value: Any) -> str | None:
+    """Why `value` cannot be stored at all: not an object, not Unicode, over the size limit."""
+    if not isinstance(value, dict):
+        return f"{what} must be a JSON object, not {_json_kind(value)}"
+    reason = _not_unicode(value)
     if reason is not None:
         return reason
-    size = encoded_size(message)
+    size = encoded_size(value)
     if size > MAX_MESSAGE_BYTES:
-        return f"message is {size} bytes of JSON, over the limit of {MAX_MESSAGE_BYTES} bytes"
+        return f"{what} is {size} bytes of JSON, over the limit of {MAX_MESSAGE_BYTES} bytes"
+    return None
+
+
+def check(message: Any) -> str | None:
+    """Why `message` breaks the Segment spec or the size limit; None when it is valid."""
+    reason = _not_storable("message", message)
+    if reason is not None:
+        return reason
     kind = message.get("type")
     if not present(kind):
         return "type is missing"
@@ -123,14 +131,9 @@ _ATRACK_REQUIRED = {
 def check_atrack(kind: str, payload: Any) -> str | None:
     """Why an A-Track request body (`kind`: init, attributes or event) is refused; None
     when it is one the library sends (see analytics/atrack/wire.py)."""
-    if not isinstance(payload, dict):
-        return f"body must be a JSON object, not {_json_kind(payload)}"
-    reason = _not_unicode(payload)
+    reason = _not_storable("body", payload)
     if reason is not None:
         return reason
-    size = encoded_size(payload)
-    if size > MAX_MESSAGE_BYTES:
-        return f"body is {size} bytes of JSON, over the limit of {MAX_MESSAGE_BYTES} bytes"
     missing = [key for key in _ATRACK_REQUIRED[kind] if key not in payload]
     if missing:
         return f"{kind} needs {' and '.join(missing)}"
