@@ -29,7 +29,7 @@ from .encode import (
     size_bound,
 )
 from .errors import ValidationError
-from .ids import id_or_none, uuid4
+from .ids import id_or_none, now_iso8601, uuid4
 from .spec import timestamp as _timestamp
 from .typing import Fallback, Message
 from .version import LIBRARY_NAME, VERSION
@@ -215,7 +215,7 @@ def _common(
     return {
         "type": kind,
         "messageId": mid if mid is not None else uuid4(),
-        "timestamp": _timestamp(timestamp),
+        "timestamp": now_iso8601() if timestamp is None else _timestamp(timestamp),
         "context": ctx,
         "integrations": extra,
     }
