@@ -170,6 +170,8 @@ def as_data(o: Any, read: Callable[[Any], Any]) -> Any:
 
 def _default(o: Any) -> Any:
     """Called by the json encoder for values it cannot hold itself; never raises."""
+    if type(o) is dt.datetime and o.tzinfo is _UTC:  # the common one: no isinstance() chain
+        return o.isoformat()
     try:
         return _convert(o)
     except Exception:  # a broken isoformat(), __iter__, ... must not cost the message
