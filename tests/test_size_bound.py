@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 
 import pytest
 
@@ -17,6 +17,12 @@ from analytics import messages
 BACKENDS = ["json"] + (["orjson"] if enc.orjson is not None else [])
 IST = timezone(timedelta(hours=5, minutes=30))
 ODD = timezone(timedelta(minutes=19, seconds=32))  # seconds in the offset: made UTC
+
+
+class Zone(tzinfo):  # a tzinfo of the caller's: its offset is a call to its code
+    def utcoffset(self, when: datetime | None) -> timedelta:
+        return timedelta(hours=1)
+
 
 BOUNDED = {
     "ascii": "plain",
@@ -50,8 +56,9 @@ UNKNOWN = {
     "tuple": (1, 2),
     "int_keys": {1: "one"},
     "object": object(),
-    "bool_subclass_key": {True: 1},
-    "deep": [[[[[[[[[[[[1]]]]]]]]]]]] * 1,
+    "bool_key": {True: 1},
+    "zone": datetime(2024, 1, 2, tzinfo=Zone()),
+    "deep": None,  # built in the test: dicts nested past MAX_DEPTH
 }
 
 
@@ -78,9 +85,8 @@ def test_bound_of_a_whole_message_is_at_least_its_encoding(backend: str) -> None
 
 @pytest.mark.parametrize("name", sorted(UNKNOWN))
 def test_unknown_values_give_no_bound(name: str) -> None:
-    value = {"value": UNKNOWN[name]}
+    value: dict[str, object] = {"value": UNKNOWN[name]}
     if name == "deep":
-        value = {"value": [value] * 1}
         for _ in range(enc.MAX_DEPTH + 2):
             value = {"d": value}
     assert enc.size_bound(value, 1 << 20) == -1
@@ -151,3 +157,14 @@ def test_durable_client_writes_a_bounded_message_ahead(
     ok, msg = client.track("u", "Kept", {"a": 1})
     assert ok is True and client.flush(timeout=5)
     assert [m["messageId"] for m in collector.messages()] == [msg["messageId"]]
+
+
+def test_only_the_library_s_own_encoding_is_bounded() -> None:
+    segment = analytics.Client("k", stub=True)
+    rudder = analytics.Client("k", stub=True, protocol="rudderstack", host="http://127.0.0.1:9")
+    try:
+        assert segment._bounded is True  # Segment's sender encodes with encode.encode
+        assert rudder._bounded is False  # its encoding adds fields: the call encodes it
+    finally:
+        segment.shutdown(timeout=1)
+        rudder.shutdown(timeout=1)
