@@ -12,8 +12,10 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
+from . import encode as encoding
 from . import lifecycle, log, messages, protocols
 from .batch import MAX_MESSAGE_BYTES
+from .encode import encode, size_bound
 from .errors import ValidationError
 from .hooks import Shaper
 from .options import BY_NAME, DEFAULTS, Settings, implied, resolve
@@ -96,6 +98,8 @@ class Client:
         make, key = self.protocol.make_sender, self._write_key
         self._transport = make(key, self.host, self.timeout, self.proxies, self.gzip)
         self._encode = self._transport.encode
+        # The library's own JSON (Segment's): a size bound spares the call its encoding.
+        self._bounded = self._encode is encode
         self._pipeline = Pipeline(self._plan, self._transport, on_error, self._spool, closed)
 
     def _default_host(self) -> str:  # when none is given; A-Track's depends on its geo
@@ -216,8 +220,15 @@ class Client:
                 self._here().stats.add_filtered()
                 return False, msg
             msg = shaped
-        data = self._encode(msg)
-        if len(data) > MAX_MESSAGE_BYTES or self._pipeline.closed:
+        # The size check: the consumer encodes the message for the wire; the call encodes it
+        # too only when the bound cannot tell (another protocol's encoding, odd values, big).
+        data = None
+        bounded = self._bounded and encoding.BOUND_PAYS
+        if not bounded or size_bound(msg, MAX_MESSAGE_BYTES) < 0:
+            data = self._encode(msg)
+            if len(data) > MAX_MESSAGE_BYTES:
+                return self._refuse(msg, data)
+        if self._pipeline.closed:
             return self._refuse(msg, data)
         if self.stub:
             self.sent.append(msg)
@@ -227,11 +238,13 @@ class Client:
         taken = self._here().put(msg, data)
         return (taken, msg) if taken is not None else self._refuse(msg, data)
 
-    def _refuse(self, msg: Message, data: bytes) -> Result:
-        """Too large or shut down: reported. A retired client passes the call on instead."""
-        if self._successor is not None and len(data) <= MAX_MESSAGE_BYTES:
+    def _refuse(self, msg: Message, data: bytes | None) -> Result:
+        """Too large or shut down: reported. A retired client passes the call on instead.
+        (`data` None: the message is within the limit, by its bound.)"""
+        size = 0 if data is None else len(data)
+        if self._successor is not None and size <= MAX_MESSAGE_BYTES:
             return self._successor._enqueue(msg)
-        self._pipeline.refuse(msg, len(data))
+        self._pipeline.refuse(msg, size)
         return False, msg
 
     def _here(self) -> Pipeline:

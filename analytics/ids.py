@@ -9,7 +9,7 @@ import os
 import random
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from .errors import ValidationError
 from .typing import Id as Id  # the type of every id argument
@@ -35,11 +35,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def uuid4() -> str:
-    """A random UUID4 string, as str(uuid.uuid4()) gives, at half its cost."""
+    """A random UUID4 string, as str(uuid.uuid4()) gives, at a third of its cost."""
     if _rng_pid != os.getpid():  # forked without the at-fork hooks (from C)
         _reseed()
-    h = (_rng.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET).to_bytes(16, "big").hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    b = (_rng.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET).to_bytes(16, "big")
+    # 4-2-2-2-6 bytes: the middle three groups are one hex() with a separator
+    return f"{b[:4].hex()}-{b[4:10].hex('-', 2)}-{b[10:].hex()}"
 
 
 def id_or_none(name: str, value: Any) -> str | None:
@@ -61,15 +62,14 @@ def id_or_none(name: str, value: Any) -> str | None:
 _second: tuple[int, str] = (-1, "")  # the last whole second and its text, shared by calls
 
 
-def now_iso8601() -> str:
-    """Now in UTC, as ISO-8601 with microseconds; half the cost of datetime's isoformat."""
+def now_iso8601(_now_ns: Callable[[], int] = time.time_ns) -> str:
+    """Now in UTC, as ISO-8601 with microseconds; a third of the cost of datetime's."""
     global _second
-    now = time.time()
-    whole = int(now)
+    whole, ns = divmod(_now_ns(), 1_000_000_000)  # exact: no float rounding of the fraction
     second = _second
     if second[0] != whole:  # one tuple assignment: other threads see the old or the new pair
         second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{second[1]}.{int((now - whole) * 1_000_000):06d}+00:00"
+    return f"{second[1]}.{ns // 1000:06d}+00:00"
 
 
 def now_millis() -> str:

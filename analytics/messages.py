@@ -16,9 +16,20 @@ from typing import Any
 
 from . import spec
 from .context import current_scope, deep_merge
-from .encode import CIRCULAR, MAX_DEPTH, TOO_DEEP, as_data, aware, cut, reader
+from .encode import (
+    CIRCULAR,
+    CONSTANT_BOUNDS,
+    MAX_DEPTH,
+    PLAIN_DICTS,
+    TOO_DEEP,
+    as_data,
+    aware,
+    cut,
+    reader,
+    size_bound,
+)
 from .errors import ValidationError
-from .ids import id_or_none, uuid4
+from .ids import id_or_none, now_iso8601, uuid4
 from .spec import timestamp as _timestamp
 from .typing import Fallback, Message
 from .version import LIBRARY_NAME, VERSION
@@ -51,9 +62,12 @@ class Shared(dict):  # type: ignore[type-arg]
         return (dict, (dict(self),))
 
 
+PLAIN_DICTS.add(Shared)  # its items are its own: the size bound reads it as a dict
 LIBRARY = Shared(name=LIBRARY_NAME, version=VERSION)
 _LIBRARY_ONLY = Shared(library=LIBRARY)  # the context of a call given none
 _EMPTY = Shared()  # integrations, properties or traits not given
+for _shared in (LIBRARY, _LIBRARY_ONLY, _EMPTY):  # module constants: their ids stay theirs
+    CONSTANT_BOUNDS[id(_shared)] = size_bound(_shared, 1 << 20)
 
 
 def _checked(name: str, value: Any) -> Mapping[str, Any]:
@@ -201,7 +215,7 @@ def _common(
     return {
         "type": kind,
         "messageId": mid if mid is not None else uuid4(),
-        "timestamp": _timestamp(timestamp),
+        "timestamp": now_iso8601() if timestamp is None else _timestamp(timestamp),
         "context": ctx,
         "integrations": extra,
     }

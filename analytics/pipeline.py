@@ -100,16 +100,19 @@ class Pipeline:
 
     # -- the hot path ----------------------------------------------------------------------
 
-    def put(self, msg: Message, data: bytes) -> bool | None:
-        """Take an accepted message (and its JSON): queue it, or in sync mode send it now.
-        False if it was dropped (reported and counted); None if the pipeline was closed
-        meanwhile (nothing done: the caller refuses the call or passes it on)."""
+    def put(self, msg: Message, data: bytes | None) -> bool | None:
+        """Take an accepted message (and its JSON, if the call encoded it): queue it, or in
+        sync mode send it now. False if it was dropped (reported and counted); None if the
+        pipeline was closed meanwhile (nothing done: the caller refuses the call or passes
+        it on). Only the queue takes the message without its JSON: the consumer encodes it."""
         if self._write_ahead is not None:
             if self.closed:
                 return None
+            if data is None:
+                data = self.sender.encode(msg)
             self._write_ahead.write_ahead(msg, data)
         if self._sync or (self.consumer is None and not self.start()):
-            return self._send_now(msg, data)
+            return self._send_now(msg, self.sender.encode(msg) if data is None else data)
         with self._put_lock:  # so that `queued` counts every put, and nothing else
             # Read under the lock that closing takes: no message can land behind its STOP.
             full = closed = self.closed
@@ -124,7 +127,7 @@ class Pipeline:
             return self._closed_meanwhile(msg, data)
         if full:  # with a spool, the message waits there: accepted all the same
             error = QueueFull("queue is full; message dropped")
-            fate = self.settler.lose(error, [msg], False, [data])
+            fate = self.settler.lose(error, [msg], False, None if data is None else [data])
             return fate is Fate.KEPT
         handoff = self._handoff
         waiting = self.stats.queued - handoff.taken  # may count one taken a moment ago
@@ -146,13 +149,13 @@ class Pipeline:
             error = ClientShutdown("client is shut down; message not sent")
         self.settler.report(error, [msg], False)
 
-    def _closed_meanwhile(self, msg: Message, data: bytes) -> bool | None:
+    def _closed_meanwhile(self, msg: Message, data: bytes | None) -> bool | None:
         """A put that found the pipeline closed. Written ahead (durable), the message is in
         the journal already: it is kept in the spool as if the queue had been full."""
         if self._write_ahead is None:
             return None
         error = ClientShutdown("client shut down during the call; message not queued")
-        return self.settler.lose(error, [msg], False, [data]) is Fate.KEPT
+        return self.settler.lose(error, [msg], False, None if data is None else [data]) is Fate.KEPT
 
     def _send_now(self, msg: Message, data: bytes) -> bool | None:
         """Sync mode: the caller's thread sends the message, with the same policy."""
