@@ -77,6 +77,34 @@ def consumer_cpu(host: str, n: int) -> dict[str, float]:
     }
 
 
+def drain_cpu(sink: SinkProcess, n: int) -> dict[str, float]:
+    """The consumer alone: `n` messages queued while it waits on a held response, then its
+    CPU until all are delivered (no caller competing for the GIL meanwhile)."""
+    client = analytics.Client("bench-write-key", host=sink.url, max_queue_size=n + 1000)
+    client.track(USER_ID, EVENT, props())
+    client.flush(timeout=30)
+    consumer = client._here().consumer
+    assert consumer is not None and consumer.thread.ident is not None
+    clock = time.pthread_getcpuclockid(consumer.thread.ident)
+    before = sink.stats()["requests"]
+    sink.get("/_delay?seconds=2")
+    client.track(USER_ID, EVENT, props())
+    client.flush(timeout=0)  # the partial batch goes now
+    deadline = time.monotonic() + 10
+    while sink.stats()["requests"] == before and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the held request is in
+    for _ in range(n):
+        client.track(USER_ID, EVENT, props())
+    sink.get("/_delay?seconds=0")
+    cpu0 = time.clock_gettime(clock)
+    t0 = time.perf_counter()
+    assert client.flush(timeout=120)
+    elapsed = time.perf_counter() - t0
+    cpu = time.clock_gettime(clock) - cpu0
+    client.shutdown(timeout=10)
+    return {"drain CPU µs/msg": cpu / n * 1e6, "drain msgs/s": n / elapsed}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backend", default="json", choices=["json", "orjson"])
@@ -87,7 +115,12 @@ def main() -> None:
     sink = SinkProcess(peers.ours_python())
     try:
         for trial in range(args.trials):
-            row = {**components(sink.url), **consumer_cpu(sink.url, args.messages)}
+            sink.reset()
+            row = {
+                **components(sink.url),
+                **consumer_cpu(sink.url, args.messages),
+                **drain_cpu(sink, args.messages),
+            }
             print(
                 f"{args.backend} #{trial + 1}: "
                 + ", ".join(f"{k} {v:,.2f}" for k, v in row.items())
