@@ -110,17 +110,16 @@ def main() -> None:
     parser.add_argument("--backend", default="json", choices=["json", "orjson"])
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--drain-only", action="store_true", help="only the drain measure")
     args = parser.parse_args()
     analytics.encode.use_backend(args.backend)
     sink = SinkProcess(peers.ours_python())
     try:
         for trial in range(args.trials):
             sink.reset()
-            row = {
-                **components(sink.url),
-                **consumer_cpu(sink.url, args.messages),
-                **drain_cpu(sink, args.messages),
-            }
+            row = drain_cpu(sink, args.messages)
+            if not args.drain_only:
+                row = {**components(sink.url), **consumer_cpu(sink.url, args.messages), **row}
             print(
                 f"{args.backend} #{trial + 1}: "
                 + ", ".join(f"{k} {v:,.2f}" for k, v in row.items())
