@@ -16,6 +16,7 @@ import contextlib
 import queue
 import threading
 import time
+from collections import deque
 from typing import Any, Callable
 
 from .batch import MAX_MESSAGE_BYTES, Batcher, Fit
@@ -29,6 +30,20 @@ from .typing import Message
 
 FLUSH = object()  # marker: send what you have now
 STOP = object()  # marker: send what you have and end
+
+
+class MessageQueue(queue.Queue[Any]):
+    """The client's bounded `queue.Queue` of message dicts (and the consumer's markers), from
+    which the consumer takes many at a time: one lock round per batch, not per message."""
+
+    def take(self, n: int) -> list[Any]:
+        """Up to `n` items, oldest first, without waiting; [] if there are none."""
+        with self.mutex:
+            count = min(n, self._qsize())
+            items = [self._get() for _ in range(count)]
+            if count:
+                self.not_full.notify(count)
+        return items
 
 
 class Handoff:
@@ -52,7 +67,7 @@ class Handoff:
 class Consumer:
     def __init__(
         self,
-        q: queue.Queue[Any],
+        q: MessageQueue,
         encode: Callable[[Message], bytes],
         handoff: Handoff,
         delivery: Delivery,
@@ -79,6 +94,9 @@ class Consumer:
         # of time takes it from another thread, hence the lock.
         self._carry: tuple[Message, bytes] | None = None
         self._carry_lock = threading.Lock()
+        # Taken off the queue but not yet into a batch (what a marker or a full batch left).
+        # Each item is popped by exactly one thread: this one, or a shutdown's.
+        self._pending: deque[Any] = deque()
         # Called on this thread as it ends: the pipeline closes what it holds once shut down.
         self.finished = finished
         self.thread = threading.Thread(target=self._main, name="analytics-consumer", daemon=True)
@@ -134,7 +152,7 @@ class Consumer:
                 if self.delivery.abort.is_set():
                     self.drain_lost()
                     return
-                if stop or (self.closing and self._carry is None and self.queue.empty()):
+                if stop or (self.closing and self._carry is None and self._drained()):
                     return
             except Exception:  # the consumer must outlive any bug or hook
                 logger.exception("analytics consumer hit an error; it keeps running")
@@ -142,21 +160,24 @@ class Consumer:
     def _replay(self) -> None:
         """Send spooled batches while they go through, giving way to live messages."""
         if self.keeper is not None:
-            replay(self.keeper, self.delivery, self.settler, lambda: not self.queue.empty())
+            replay(self.keeper, self.delivery, self.settler, lambda: not self._drained())
 
     def _fill(self) -> bool:
         """Fill the batch by the batching rule; True when told to stop."""
         batcher = self.batcher
         deadline = 0.0  # set by the batch's first message
         expired = False  # flush_interval is up: take what is queued, then send
+        pending = self._pending
         while not batcher.full:
             carried = self._take_carry() if self._carry is not None else None
             if carried is not None:
                 msg, data = carried
             else:
+                if not pending:
+                    self._take_some()
                 try:
-                    item = self.queue.get_nowait()
-                except queue.Empty:
+                    item = pending.popleft()
+                except IndexError:  # nothing queued (or a shutdown took it all meanwhile)
                     if expired:
                         return False
                     if not self._sleep(deadline):
@@ -168,7 +189,6 @@ class Consumer:
                     return False
                 if item is STOP:
                     return True
-                self.handoff.taken += 1
                 msg, data = item, self.encode(item)
             fit = batcher.add(data)
             if fit is Fit.TOO_LARGE:  # under the limit at the call, changed since
@@ -182,11 +202,19 @@ class Consumer:
             self.messages.append(msg)
         return False
 
+    def _take_some(self) -> None:
+        """Move what the batch still wants (or less, if fewer wait) into `_pending`."""
+        items = self.queue.take(self._still_wanted())
+        self.handoff.taken += len(items) - items.count(FLUSH) - items.count(STOP)
+        self._pending.extend(items)
+
     def _still_wanted(self) -> int:
         """How many more messages fill the batch: by count, or by bytes at the average size
         so far (plus the one that will not fit and so closes it)."""
         batcher, held = self.batcher, len(self.messages)
         by_count = batcher.max_count - held
+        if not held:
+            return by_count
         by_bytes = (batcher.max_bytes - batcher.size) // max(batcher.size // held, 1) + 1
         return max(min(by_count, by_bytes), 1)
 
@@ -227,9 +255,21 @@ class Consumer:
         lost += self._take_queued()
         self._report_shutdown(lost)
 
+    def _drained(self) -> bool:
+        """Nothing waits: neither in the queue nor taken off it for the next batch."""
+        return not self._pending and self.queue.empty()
+
     def _take_queued(self) -> list[Message]:
-        """Every message waiting in the queue, markers left out."""
+        """Every message waiting (taken off the queue already, then in it), markers left out."""
         taken: list[Message] = []
+        pending = self._pending
+        while True:
+            try:
+                item = pending.popleft()
+            except IndexError:
+                break
+            if isinstance(item, dict):
+                taken.append(item)
         while True:
             try:
                 item = self.queue.get_nowait()

@@ -9,11 +9,10 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from . import lifecycle
 from .batch import MAX_MESSAGE_BYTES
-from .consumer import Consumer, Handoff, replay
+from .consumer import Consumer, Handoff, MessageQueue, replay
 from .delivery import Delivery, Waits
 from .errors import ClientShutdown, DeliveryError, MessageTooLarge, QueueFull
 from .log import logger
@@ -72,7 +71,7 @@ class Pipeline:
         self._thread_free = lifecycle.in_uwsgi_master()
         self._lock = threading.Lock()
         self._sync_lock = threading.RLock()  # re-entered by a call from on_error (sync mode)
-        self.queue: queue.Queue[Any] = queue.Queue(plan.max_queue_size)
+        self.queue = MessageQueue(plan.max_queue_size)
         self._put_lock = threading.Lock()
         self._handoff = Handoff()
         self._high_water = plan.max_queue_size // 2
