@@ -173,8 +173,7 @@ async def _aover_clients(method: str, timeout: float | None) -> bool:
     """Every client at once: each wait is bounded by the one `timeout`."""
     import asyncio
 
-    found = _resolved() if _client_resolvers else None
-    clients = [found] if found is not None else _each_client()
+    clients = [client for client, _ in _targets(timeout)]
     return all(await asyncio.gather(*(getattr(c, method)(timeout) for c in clients)))
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from . import encode as encoding
 from . import lifecycle, log, messages, protocols
 from .batch import MAX_MESSAGE_BYTES
-from .encode import encode, size_bound
+from .encode import size_bound
 from .errors import ValidationError
 from .hooks import Shaper
 from .options import BY_NAME, DEFAULTS, Settings, implied, resolve
@@ -99,7 +99,7 @@ class Client:
         self._transport = make(key, self.host, self.timeout, self.proxies, self.gzip)
         self._encode = self._transport.encode
         # The library's own JSON (Segment's): a size bound spares the call its encoding.
-        self._bounded = self._encode is encode
+        self._bounded = self._encode is encoding.encode
         self._pipeline = Pipeline(self._plan, self._transport, on_error, self._spool, closed)
 
     def _default_host(self) -> str:  # when none is given; A-Track's depends on its geo

@@ -8,9 +8,9 @@ is skipped (logged, rate-limited) and the message goes on as that hook was given
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
+from .context import deep_merge
 from .log import Throttle
 from .messages import copy_mapping
 from .typing import BeforeSend, Message
@@ -21,40 +21,15 @@ WITH_PROPERTIES = frozenset({"track", "page", "screen"})
 _SECTIONS = ("context", "properties", "traits", "integrations")
 
 
-def plain(value: Any) -> Any:
-    """A default's value as kept by the client: mappings as dicts, lists and tuples as lists
-    (copied all the way down, so that the caller's later changes do not reach it)."""
-    if isinstance(value, Mapping):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    return value
-
-
 def _fresh(value: Any) -> Any:
-    """A copy of a default's containers (made by `plain`): no two messages share one."""
+    """A copy of a default's containers (dicts and lists, as the options' copy made them):
+    no two messages share one."""
     kind = type(value)
     if kind is dict:
         return {key: _fresh(item) for key, item in value.items()}
     if kind is list:
         return [_fresh(item) for item in value]
     return value
-
-
-def merged_under(default: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """A new dict: `over`'s values win; a mapping in both is merged the same way (deep)."""
-    merged: dict[str, Any] = {}
-    for key, value in default.items():
-        if key not in over:
-            merged[key] = _fresh(value)
-            continue
-        mine = over[key]
-        both = type(value) is dict and isinstance(mine, Mapping)
-        merged[key] = merged_under(value, mine) if both else mine
-    for key, value in over.items():
-        if key not in merged:
-            merged[key] = value
-    return merged
 
 
 def _name(hook: object) -> str:
@@ -93,7 +68,7 @@ class Shaper:
         """The message to send (the same dict or another), or None: a hook dropped it."""
         default = self.context
         if default is not None and (ctx := msg.get("context")) is not None:
-            msg["context"] = merged_under(default, ctx)
+            msg["context"] = deep_merge(_fresh(default), ctx)  # the call's wins
         default = self.properties
         if default is not None and msg.get("type") in WITH_PROPERTIES:
             props = msg.get("properties") or {}

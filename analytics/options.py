@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, TypeVar
 
-from . import hooks, protocols
+from . import messages, protocols
 from .errors import OptionError
 from .retry import Backoff
 from .typing import BeforeSend, OnError
@@ -148,7 +148,7 @@ def _properties(label: str, value: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(value, Mapping):
         raise OptionError(label, f"{label} must be a dict or None, not {type(value).__name__}")
-    return hooks.plain(value) or None
+    return messages.copy_mapping(label, value) or None  # and the value table, once
 
 
 def _context(label: str, value: Any) -> dict[str, Any] | None:
