@@ -76,6 +76,24 @@ class Batcher:
         self.items.append(data)
         return Fit.ADDED
 
+    def add_run(self, items: Sequence[bytes]) -> int:
+        """Add encoded messages from the front of `items` while each is `Fit.ADDED`: how
+        many were. One check for them all when all fit (the consumer's common case)."""
+        count = min(len(items), self.max_count - len(self.items))
+        run = items if count == len(items) else items[:count]
+        if run:
+            extra = sum(map(len, run)) + len(run) - (0 if self.items else 1)
+            if self._size + extra <= self.max_bytes and max(map(len, run)) <= MAX_MESSAGE_BYTES:
+                self._size += extra
+                self.items.extend(run)
+                return count
+        added = 0
+        for item in run:
+            if self.add(item) is not Fit.ADDED:
+                break
+            added += 1
+        return added
+
     @property
     def full(self) -> bool:
         return len(self.items) >= self.max_count

@@ -13,6 +13,7 @@ as the batch still wants (`Handoff`).
 from __future__ import annotations
 
 import contextlib
+import enum
 import queue
 import threading
 import time
@@ -32,6 +33,14 @@ FLUSH = object()  # marker: send what you have now
 STOP = object()  # marker: send what you have and end
 
 
+class End(enum.Enum):
+    """How filling a batch ended."""
+
+    SEND = "send"  # full, flushed, or its flush_interval is up (or idle: nothing to send)
+    STOP = "stop"  # a STOP marker: send what there is, then end
+    DRY = "dry"  # (filling while a request is in flight) nothing more queued yet
+
+
 class MessageQueue(queue.Queue[Any]):
     """The client's bounded `queue.Queue` of message dicts (and the consumer's markers), from
     which the consumer takes many at a time: one lock round per batch, not per message."""
@@ -40,7 +49,8 @@ class MessageQueue(queue.Queue[Any]):
         """Up to `n` items, oldest first, without waiting; [] if there are none."""
         with self.mutex:
             count = min(n, self._qsize())
-            items = [self._get() for _ in range(count)]
+            popleft = self.queue.popleft  # what `_get` does, without a call per item
+            items = [popleft() for _ in range(count)]
             if count:
                 self.not_full.notify(count)
         return items
@@ -68,7 +78,7 @@ class Consumer:
     def __init__(
         self,
         q: MessageQueue,
-        encode: Callable[[Message], bytes],
+        encode_many: Callable[[list[Message]], list[bytes]],
         handoff: Handoff,
         delivery: Delivery,
         settler: Settler,
@@ -79,7 +89,7 @@ class Consumer:
         finished: Callable[[], None] | None = None,
     ) -> None:
         self.queue = q
-        self.encode = encode
+        self.encode_many = encode_many
         self.handoff = handoff
         self.delivery = delivery
         self.settler = settler
@@ -94,6 +104,9 @@ class Consumer:
         # of time takes it from another thread, hence the lock.
         self._carry: tuple[Message, bytes] | None = None
         self._carry_lock = threading.Lock()
+        # The next batch's messages while a request is in flight (under the same lock).
+        self._ahead: list[Message] | None = None
+        self._deadline = 0.0  # when the batch being filled goes anyway: set by its first
         # Taken off the queue but not yet into a batch (what a marker or a full batch left).
         # Each item is popped by exactly one thread: this one, or a shutdown's.
         self._pending: deque[Any] = deque()
@@ -138,69 +151,141 @@ class Consumer:
     def _run(self) -> None:
         self._replay()
         self.started.set()
+        ended: End | None = None  # how the batch filled while the last one was sent ended
         while True:
             try:
-                stop = self._fill()
+                if ended is None or ended is End.DRY:
+                    ended = self._fill(wait=True)
+                stop, ended = ended is End.STOP, None
                 if self.messages:
                     batch = Batch(self.batcher.take(), self.messages)
                     self.messages = []
-                    fate = self.settler.settle(batch, self.delivery.deliver(batch))
-                    if fate is Fate.DELIVERED:
+                    attempt = self.delivery.begin(batch)
+                    if not stop:  # the next batch from what is queued, while this one goes
+                        ended = self._fill(wait=False)
+                        self._hold_ahead()
+                    outcome = self.delivery.finish(attempt)
+                    self._take_back_ahead()
+                    if self.settler.settle(batch, outcome) is Fate.DELIVERED:
                         self._replay()  # the collector answers again: send what was spooled
                 elif self.keeper is not None and not stop:
                     self._replay()  # idle: the spool may hold what other processes left
                 if self.delivery.abort.is_set():
                     self.drain_lost()
                     return
+                if ended is not None and self.messages:
+                    continue  # the batch filled meanwhile goes next (after a STOP: then end)
                 if stop or (self.closing and self._carry is None and self._drained()):
                     return
             except Exception:  # the consumer must outlive any bug or hook
                 logger.exception("analytics consumer hit an error; it keeps running")
 
+    def _hold_ahead(self) -> None:
+        """While a request is in flight, the next batch's messages are where a shutdown out
+        of time finds them (the thread may never come back from the request)."""
+        with self._carry_lock:
+            self._ahead = self.messages
+
+    def _take_back_ahead(self) -> None:
+        with self._carry_lock:
+            ahead, self._ahead = self._ahead, None
+        if ahead is None and self.messages:  # a shutdown reported them meanwhile
+            self.messages = []
+            self.batcher.take()
+
     def _replay(self) -> None:
         """Send spooled batches while they go through, giving way to live messages."""
         if self.keeper is not None:
-            replay(self.keeper, self.delivery, self.settler, lambda: not self._drained())
+            give_way = lambda: bool(self.messages) or not self._drained()  # noqa: E731
+            replay(self.keeper, self.delivery, self.settler, give_way)
 
-    def _fill(self) -> bool:
-        """Fill the batch by the batching rule; True when told to stop."""
+    def _fill(self, wait: bool) -> End:
+        """Fill the batch by the batching rule. Without `wait`, only from what is queued
+        now (`End.DRY` when that runs out before the batch is closed)."""
         batcher = self.batcher
-        deadline = 0.0  # set by the batch's first message
         expired = False  # flush_interval is up: take what is queued, then send
         pending = self._pending
         while not batcher.full:
             carried = self._take_carry() if self._carry is not None else None
             if carried is not None:
                 msg, data = carried
-            else:
-                if not pending:
-                    self._take_some()
-                try:
-                    item = pending.popleft()
-                except IndexError:  # nothing queued (or a shutdown took it all meanwhile)
-                    if expired:
-                        return False
-                    if not self._sleep(deadline):
-                        if not self.messages:
-                            return False  # idle for replay_interval: time to replay
-                        expired = True
+                fit = batcher.add(data)
+                if fit is Fit.TOO_LARGE:  # under the limit at the call, changed since
+                    self._too_large(msg, data)
                     continue
-                if item is FLUSH:
-                    return False
-                if item is STOP:
-                    return True
-                msg, data = item, self.encode(item)
-            fit = batcher.add(data)
-            if fit is Fit.TOO_LARGE:  # under the limit at the call, changed since
-                self.settler.lose(MessageTooLarge(len(data), MAX_MESSAGE_BYTES), [msg], True)
+                if fit is Fit.FULL:
+                    self._carry = (msg, data)
+                    return End.SEND
+                if not self.messages:
+                    self._deadline = time.monotonic() + self.flush_interval
+                self.messages.append(msg)
                 continue
-            if fit is Fit.FULL:
-                self._carry = (msg, data)
-                return False
-            if not self.messages:
-                deadline = time.monotonic() + self.flush_interval
-            self.messages.append(msg)
+            if not pending:
+                self._take_some()
+            run = self._take_run(batcher.max_count - len(batcher))
+            if run:
+                if not self.messages:
+                    self._deadline = time.monotonic() + self.flush_interval
+                if not self._add_run(run):
+                    return End.SEND  # full by bytes: the one that did not fit is carried
+                continue
+            try:
+                item = pending.popleft()  # a marker, or nothing queued
+            except IndexError:  # nothing queued (or a shutdown took it all meanwhile)
+                if not wait:
+                    return End.DRY
+                if expired:
+                    return End.SEND
+                if not self._sleep(self._deadline):
+                    if not self.messages:
+                        return End.SEND  # idle for replay_interval: time to replay
+                    expired = True
+                continue
+            if item is STOP:
+                return End.STOP
+            if item is not FLUSH:  # a message after all (pushed back meanwhile): next round
+                pending.appendleft(item)
+                continue
+            return End.SEND
+        return End.SEND
+
+    def _take_run(self, room: int) -> list[Message]:
+        """Up to `room` messages off the front of `_pending`, up to the first marker (left
+        there). Each is popped on its own: a shutdown's thread may pop from the other end."""
+        run: list[Message] = []
+        pending = self._pending
+        popleft, append = pending.popleft, run.append
+        try:
+            for _ in range(min(room, len(pending))):
+                item = popleft()
+                if item is FLUSH or item is STOP:
+                    pending.appendleft(item)
+                    break
+                append(item)
+        except IndexError:  # a shutdown took the rest meanwhile
+            pass
+        return run
+
+    def _add_run(self, run: list[Message]) -> bool:
+        """Encode `run` and add it to the batch; False when the batch filled by bytes (the
+        message that did not fit carried over, those after it put back)."""
+        datas = self.encode_many(run)
+        added = self.batcher.add_run(datas)
+        if added == len(run):
+            self.messages.extend(run)
+            return True
+        self.messages.extend(run[:added])
+        self._pending.extendleft(reversed(run[added + 1 :]))
+        msg, data = run[added], datas[added]
+        if len(data) > MAX_MESSAGE_BYTES:
+            self._too_large(msg, data)
+            return True
+        self._carry = (msg, data)
         return False
+
+    def _too_large(self, msg: Message, data: bytes) -> None:
+        """Under the limit at the call, changed since: no batch can take it."""
+        self.settler.lose(MessageTooLarge(len(data), MAX_MESSAGE_BYTES), [msg], True)
 
     def _take_some(self) -> None:
         """Move what the batch still wants (or less, if fewer wait) into `_pending`."""
@@ -235,8 +320,10 @@ class Consumer:
     def drain_queue_lost(self) -> None:
         """From another thread, once `abort` is set: report what waits (the message carried
         over to the next batch, and the queue); after abort this thread sends nothing more."""
+        with self._carry_lock:
+            ahead, self._ahead = self._ahead, None
         carried = self._take_carry()
-        lost = [] if carried is None else [carried[0]]
+        lost = list(ahead or ()) + ([] if carried is None else [carried[0]])
         self._report_shutdown(lost + self._take_queued())
 
     def _take_carry(self) -> tuple[Message, bytes] | None:

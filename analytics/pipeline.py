@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from . import lifecycle
+from . import encode, lifecycle
 from .batch import MAX_MESSAGE_BYTES
 from .consumer import Consumer, Handoff, MessageQueue, replay
 from .delivery import Delivery, Waits
@@ -184,7 +184,7 @@ class Pipeline:
                     return True  # closed: a thread only to drain what a flush asks for
                 consumer = Consumer(
                     self.queue,
-                    self.sender.encode,
+                    encode.many(self.sender.encode),
                     self._handoff,
                     self.delivery,
                     self.settler,

@@ -41,6 +41,13 @@ class Sender(Protocol):
     def close(self) -> None: ...
 
 
+# What a sender's optional `start(items)` gives back: `start` sends the request and returns
+# at once; this waits for the reply and gives it (never raising). The consumer fills its
+# next batch in between, while the collector reads this one. A sender without `start` is
+# sent to with `send`.
+ReadReply = Callable[[], Reply]
+
+
 # (key, host, timeout, proxies, gzip) -> a Sender
 SenderFactory = Callable[[str, str, float, "dict[str, str] | None", bool], Sender]
 

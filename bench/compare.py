@@ -57,6 +57,9 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument(
+        "--lib", default="ours", choices=["ours", "ours-json"], help="ours-json: json module"
+    )
     args = parser.parse_args()
     baseline = args.baseline.resolve()
     if not (baseline / "analytics" / "__init__.py").exists():
@@ -64,8 +67,8 @@ def main() -> int:
     segment = str(peers.ensure_peers())
     names = [s for s in args.scenarios.split(",") if s]
     columns = {
-        "before": (sys.executable, "ours", baseline),
-        "after": (sys.executable, "ours", TREE),
+        "before": (sys.executable, args.lib, baseline),
+        "after": (sys.executable, args.lib, TREE),
         "Segment": (segment, "segment", None),
     }
     found: dict[tuple[str, str], list[float]] = {}
