@@ -45,6 +45,18 @@ class MessageQueue(queue.Queue[Any]):
     """The client's bounded `queue.Queue` of message dicts (and the consumer's markers), from
     which the consumer takes many at a time: one lock round per batch, not per message."""
 
+    def offer(self, item: Any) -> bool:
+        """`put_nowait` as a yes or no, with what it does but the Condition calls: False
+        (nothing queued) when full."""
+        with self.mutex:
+            if 0 < self.maxsize <= len(self.queue):
+                return False
+            self.queue.append(item)
+            self.unfinished_tasks += 1
+            if self.not_empty._waiters:  # type: ignore[attr-defined]  # someone in get()
+                self.not_empty.notify()
+        return True
+
     def take(self, n: int) -> list[Any]:
         """Up to `n` items, oldest first, without waiting; [] if there are none."""
         with self.mutex:

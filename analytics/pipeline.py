@@ -5,7 +5,6 @@ child builds a new one; `flush` and `shutdown` are its methods.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -116,12 +115,10 @@ class Pipeline:
             # Read under the lock that closing takes: no message can land behind its STOP.
             full = closed = self.closed
             if not closed:
-                try:
-                    self.queue.put(msg, False)
-                except queue.Full:
-                    full = True
-                else:
+                if self.queue.offer(msg):
                     self.stats.queued += 1
+                else:
+                    full = True
         if closed:
             return self._closed_meanwhile(msg, data)
         if full:  # with a spool, the message waits there: accepted all the same

@@ -6,7 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 
-from helpers import call_within
+from helpers import call_within, wait_until
 
 import analytics
 from analytics.consumer import MessageQueue
@@ -69,3 +69,24 @@ def test_messages_taken_for_the_next_batch_are_reported_once_by_a_shutdown_out_o
     assert sorted(lost) == sorted(ids)  # each once, none twice
     assert client.stats()["dropped_by_reason"]["shutdown"] == 3
     assert [m["messageId"] for m in collector.delivered_messages()] == [first]
+
+
+def test_offer_queues_until_full_then_refuses_and_changes_nothing():
+    q = MessageQueue(maxsize=2)
+    assert q.offer({"n": 1}) is True
+    assert q.offer({"n": 2}) is True
+    assert q.offer({"n": 3}) is False
+    assert q.qsize() == 2 and q.full()
+    assert [q.get_nowait(), q.get_nowait()] == [{"n": 1}, {"n": 2}]
+    assert q.unfinished_tasks == 2  # as put() counts them: task_done()/join() still work
+
+
+def test_offer_wakes_a_thread_blocked_in_get():
+    q = MessageQueue(maxsize=10)
+    got: list[object] = []
+    waiting = threading.Thread(target=lambda: got.append(q.get(timeout=5)))
+    waiting.start()
+    assert wait_until(lambda: bool(q.not_empty._waiters), 5)  # type: ignore[attr-defined]
+    assert q.offer("item")
+    waiting.join(5)
+    assert got == ["item"]
