@@ -214,6 +214,12 @@ def markdown(results: dict[str, Any]) -> str:
                  for lib in libs if lib in caller]  # fmt: skip
         if parts:
             lines.append(f"   Caller cost over the floor: {', '.join(parts)}.")
+    steady = [summary.get(f"steady_{q}_us", {}).get("floor") for q in ("p50", "p99", "p999", "max")]
+    if all(steady):
+        cells = " / ".join(_cell(v, 1) for v in steady)
+        lines += ["", f"7. steady floor (the same 5 calls/ms, each the floor's encode + put, no "
+                  f"library, no thread): p50 / p99 / p99.9 / max {cells} µs — this machine's "
+                  "own tail."]  # fmt: skip
     invalid = [t for t in results.get("trials", []) if not t.get("valid")]
     lines += ["", f"Invalid or failed trials (left out of the medians): {len(invalid)}."]
     for trial in invalid:

@@ -126,6 +126,9 @@ def run_worker(cmd: list[str], timeout: float, log_path: Path) -> tuple[dict[str
     return {}, f"exit {proc.returncode}, no result (see {log_path.relative_to(BENCH_DIR)})"
 
 
+STEADY_QS = ("p50", "p99", "p999", "max")
+
+
 def trial_metrics(
     scenario: Scenario,
     worker: dict[str, Any],
@@ -142,6 +145,8 @@ def trial_metrics(
         return {}, False, f"{stats['bad_requests']} request(s) the sink could not read", extra
     if scenario.worker == "floor":
         return {"floor_us": worker["us_per_msg"]}, True, "", extra
+    if scenario.worker == "steady" and worker["lib"] == "floor":
+        return {f"steady_{q}_us": worker[f"{q}_us"] for q in STEADY_QS}, True, "", extra
     if scenario.worker == "latency":
         calls = worker["calls"]
         arrived = sink.arrivals([message_id for message_id, _ in calls])
@@ -157,7 +162,7 @@ def trial_metrics(
     extra["duplicates"] = stats["messages"] - stats["unique"]
     extra["sink_cpu_s"] = stats["cpu_s"] - mark["cpu_s"]
     if scenario.worker == "steady":
-        metrics = {f"steady_{q}_us": worker[f"{q}_us"] for q in ("p50", "p99", "p999", "max")}
+        metrics = {f"steady_{q}_us": worker[f"{q}_us"] for q in STEADY_QS}
         if stats["unique"] != worker["calls_made"]:
             got = f"{stats['unique']:,} of {worker['calls_made']:,}"
             return metrics, False, f"{got} ids arrived", extra
@@ -199,6 +204,8 @@ def run_plan(plan: Plan, sink: SinkProcess) -> list[dict[str, Any]]:
     trials: list[dict[str, Any]] = []
     for scenario in plan.scenarios:
         libs = ("floor",) if scenario.worker == "floor" else plan.libs
+        if scenario.worker == "steady":
+            libs = (*plan.libs, "floor")  # the same load with no library: the machine's tail
         for trial in range(1, plan.trials + 1):
             for lib in libs:
                 waited = 0.0

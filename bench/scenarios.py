@@ -262,13 +262,13 @@ def latency(lib: Library, samples: int, idle: float) -> dict[str, Any]:
     return {"calls": calls, "flush_ms": flush_ms}
 
 
-def steady(lib: Library, seconds: float, per_tick: int, host: str) -> dict[str, Any]:
+def steady(lib: Library | FloorCall, seconds: float, per_tick: int, host: str) -> dict[str, Any]:
     """Scenario 7: a steady load, `per_tick` calls every millisecond for `seconds`, each
     call timed on its own (its properties built before the clock starts); between ticks the
     caller sleeps, as a web worker would between requests. The consumer delivers meanwhile,
     so a call's time includes any wait for the GIL while the consumer holds it."""
     lib.warm_up()
-    mark = sink_get(host, "/_stats")
+    mark = sink_get(host, "/_stats") if host else {}
     clock = time.perf_counter
     call = lib.with_props
     durations: list[float] = []
@@ -316,6 +316,32 @@ def silent_host() -> tuple[socket.socket, str]:
     return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
+class FloorCall:
+    """The floor's work as a steady-load call: the message through a JSON encode and a
+    Queue.put, no library and no thread, so steady's tail for it is the machine's own."""
+
+    lib = "floor"
+
+    def __init__(self) -> None:
+        self._encode = json.JSONEncoder(default=lambda o: o.isoformat()).encode
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._ids = (str(uuid.uuid4()), datetime.now(timezone.utc).isoformat())
+
+    def warm_up(self) -> None:
+        pass
+
+    def flush(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def with_props(self, properties: dict[str, Any]) -> None:
+        message_id, timestamp = self._ids
+        self._queue.put_nowait(self._encode({
+            "type": "track", "userId": USER_ID, "event": EVENT, "properties": properties,
+            "messageId": message_id, "timestamp": timestamp,
+        }))  # fmt: skip
+
+
 def floor(n: int) -> dict[str, Any]:
     """Scenario 5: the same message through a JSON encode and a Queue.put, nothing else."""
     encode = json.JSONEncoder(default=lambda o: o.isoformat()).encode
@@ -346,7 +372,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lib", required=True, choices=[*OURS, "segment", "posthog", "floor"])
     parser.add_argument(
-        "--scenario", required=True,
+        "--scenario",
+        required=True,
         choices=["caller", "e2e", "memory", "latency", "floor", "idle", "steady"],
     )
     parser.add_argument("--host", default="")
@@ -368,6 +395,8 @@ def main() -> None:
     prof.install()
     if args.scenario == "floor":
         result.update(floor(args.messages))
+    elif args.lib == "floor" and args.scenario == "steady":
+        result.update(steady(FloorCall(), args.seconds, args.per_tick, ""))
     elif args.scenario == "idle":
         _listener, host = silent_host()  # kept open until the process ends
         lib = Library(args.lib, host, 4 * (args.messages + WARMUP_IDLE), args.gzip)
