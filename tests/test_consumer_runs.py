@@ -179,3 +179,56 @@ def test_an_odd_message_in_a_run_is_sent_with_its_neighbours():
         assert sender.batches()[0][1]["properties"] == {"nan": None}
     finally:
         call_within(10, pipe.shutdown, timeout=1)
+
+
+class CountingEvent(threading.Event):
+    """An Event that counts its set() calls: the rings of the calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sets = 0
+
+    def set(self) -> None:
+        self.sets += 1
+        super().set()
+
+
+def test_full_batches_go_without_the_calls_waking_the_consumer():
+    sender = FakeSender()
+    pipe = pipeline(sender)
+    rings = CountingEvent()
+    pipe._handoff.more = rings  # before the thread starts: it waits on this one
+    try:
+        for i in range(150):
+            assert pipe.put(message(f"a{i}"), None)
+        assert wait_until(lambda: len(sender.requests) == 1, LIMIT)
+        assert wait_until(lambda: pipe._handoff.taken == 150, LIMIT)  # 50 in the next batch
+        before = rings.sets
+        for i in range(50):  # these complete the batch that is filling
+            assert pipe.put(message(f"b{i}"), None)
+        # It goes within a few polls, not after flush_interval (30 s)...
+        assert wait_until(lambda: len(sender.requests) == 2, LIMIT)
+        assert [len(r) for r in sender.requests] == [100, 100]
+        assert rings.sets == before  # ...and none of the calls rang
+    finally:
+        call_within(10, pipe.shutdown, timeout=1)
+
+
+def test_calls_ring_once_half_a_small_queue_waits():
+    sender = FakeSender()
+    plan = Plan(
+        max_queue_size=10, batch_size=100, flush_interval=30.0, max_retries=0,
+        sync_mode=False, durable=False, shutdown_timeout=1.0,
+    )  # fmt: skip
+    pipe = Pipeline(plan, sender, None, None)
+    rings = CountingEvent()
+    pipe._handoff.more = rings
+    try:
+        assert pipe.put(message("first"), None)
+        assert wait_until(lambda: pipe._handoff.taken == 1, LIMIT)
+        before = rings.sets
+        for i in range(5):
+            assert pipe.put(message(f"m{i}"), None)
+        assert rings.sets > before  # 5 of 10 wait: the consumer is woken, not left to poll
+    finally:
+        call_within(10, pipe.shutdown, timeout=1)
