@@ -262,7 +262,7 @@ def _answer(reader: _Reader) -> Response:
     elif "content-length" in headers:
         values = {v.strip() for v in headers["content-length"].split(",")}
         text = values.pop() if len(values) == 1 else ""
-        if not text.isdigit():  # repeats that differ, a sign, not a number: unframed
+        if not (text.isascii() and text.isdigit()):  # repeats that differ, a sign: unframed
             raise Http1Error("ConnectionError", "bad Content-Length in the answer")
         length = int(text)
         if length > MAX_BODY:
