@@ -14,7 +14,8 @@ import ssl
 import threading
 from typing import NamedTuple
 
-MAX_LINE = 65536  # one status or header line, at most
+MAX_HEAD = 65536  # bytes of one answer's status line and headers, at most
+MAX_LINE = 1024  # one line of chunked framing, at most
 MAX_HEADERS = 100  # header lines of one answer (interim ones each count on their own)
 MAX_INTERIM = 20  # 1xx answers before the final one
 MAX_BODY = 1 << 20  # a body longer than this is not read to its end: the connection closes
@@ -153,6 +154,49 @@ class _Reader:
             if not self.more():
                 raise Http1Error("ConnectionError", f"answer from {self._what} ended early")
 
+    def head(self) -> list[str]:
+        """The lines of one head up to its blank line (status line and headers, or a
+        chunked body's trailer); Http1Error if it is over MAX_HEAD bytes or MAX_HEADERS
+        lines, or never ends."""
+        scanned = 0  # bytes from the head's start already searched for its end
+        while True:
+            buf, pos = self._buf, self._pos
+            if buf.startswith(b"\r\n", pos):  # an empty head: just its blank line
+                self._pos = pos + 2
+                return []
+            if buf.startswith(b"\n", pos):
+                self._pos = pos + 1
+                return []
+            begin = pos + max(0, scanned - 3)
+            end, skip = buf.find(b"\r\n\r\n", begin), 4
+            if end < 0 or buf.find(b"\n\n", begin, end) >= 0:  # bare LF line ends: rare
+                end, skip = buf.find(b"\n\r\n", begin), 3
+                bare = buf.find(b"\n\n", begin, len(buf) if end < 0 else end + 1)
+                if bare >= 0:  # which http.client takes too
+                    end, skip = bare, 2
+            if 0 <= end <= pos + MAX_HEAD:
+                text = buf[pos:end].decode("latin-1")
+                self._pos = end + skip
+                lines = text.split("\r\n")
+                if text.count("\n") >= len(lines):  # not all of them CRLF
+                    lines = [line.removesuffix("\r") for line in text.split("\n")]
+                if len(lines) > MAX_HEADERS + 1:
+                    raise Http1Error(
+                        "ConnectionError", f"more than {MAX_HEADERS} header lines in the answer"
+                    )
+                return lines
+            scanned = len(buf) - pos
+            if buf.count(b"\n", pos) > MAX_HEADERS + 1:
+                raise Http1Error(
+                    "ConnectionError", f"more than {MAX_HEADERS} header lines in the answer"
+                )
+            if scanned > MAX_HEAD:
+                raise Http1Error(
+                    "ConnectionError", f"answer head from {self._what} over {MAX_HEAD} bytes"
+                )
+            if not self.more():
+                raise Http1Error("ConnectionError", f"answer from {self._what} ended early")
+
     def take(self, n: int, kept: bytearray) -> None:
         """Consume `n` bytes, keeping the start of them in `kept` (up to KEPT_BODY)."""
         while n > 0:
@@ -185,34 +229,33 @@ class _Reader:
         return len(self._buf) > self._pos
 
 
-def _headers(reader: _Reader) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    last = ""
-    for _ in range(MAX_HEADERS + 1):
-        line = reader.line()
-        if not line:
-            return headers
-        if line[:1] in (b" ", b"\t") and last:  # obsolete folding: the previous one goes on
-            headers[last] += " " + line.strip().decode("latin-1")
-            continue
-        name, sep, value = line.partition(b":")
-        if not sep:
-            continue  # not a header: ignored, as http.client does
-        last = name.strip().decode("latin-1").lower()
-        text = value.strip().decode("latin-1")
-        headers[last] = f"{headers[last]}, {text}" if last in headers else text
-    raise Http1Error("ConnectionError", f"more than {MAX_HEADERS} header lines in the answer")
-
-
-def _status_line(reader: _Reader) -> tuple[str, int]:
-    line = reader.line()
-    parts = line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-        raise Http1Error("ConnectionError", f"not an HTTP answer: {line[:100]!r}")
+def _head(reader: _Reader) -> tuple[str, int, dict[str, str]]:
+    """One answer's head: its HTTP version, status and headers."""
+    lines = reader.head()
+    status_line = lines[0] if lines else ""
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise Http1Error("ConnectionError", f"not an HTTP answer: {status_line[:100]!r}")
     status = int(parts[1])
     if not 100 <= status <= 999:
-        raise Http1Error("ConnectionError", f"not an HTTP status: {line[:100]!r}")
-    return parts[0].decode("latin-1"), status
+        raise Http1Error("ConnectionError", f"not an HTTP status: {status_line[:100]!r}")
+    return parts[0], status, _headers(lines, 1)
+
+
+def _headers(lines: list[str], start: int) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    last = ""
+    for line in lines[start:]:
+        if line.startswith((" ", "\t")) and last:  # obsolete folding: the previous one goes on
+            headers[last] += " " + line.strip()
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue  # not a header: ignored, as http.client does
+        last = name.strip().lower()
+        value = value.strip()
+        headers[last] = f"{headers[last]}, {value}" if last in headers else value
+    return headers
 
 
 def _read_chunked(reader: _Reader, kept: bytearray) -> bool:
@@ -228,7 +271,7 @@ def _read_chunked(reader: _Reader, kept: bytearray) -> bool:
         if size < 0:
             raise Http1Error("ConnectionError", f"bad chunk size {size_text[:40]!r}")
         if size == 0:
-            _headers(reader)  # the trailer, bounded as headers are
+            reader.head()  # the trailer, bounded as headers are
             return True
         total += size
         if total > MAX_BODY:
@@ -238,16 +281,25 @@ def _read_chunked(reader: _Reader, kept: bytearray) -> bool:
             raise Http1Error("ConnectionError", "chunk not followed by its end of line")
 
 
+def _length(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        values = {v.strip() for v in text.split(",")}  # repeats that agree are one length
+        text = values.pop() if len(values) == 1 else ""
+        if not (text.isascii() and text.isdigit()):  # repeats that differ, a sign: unframed
+            raise Http1Error("ConnectionError", "bad Content-Length in the answer")
+    return int(text)
+
+
 def _answer(reader: _Reader) -> Response:
     for _ in range(MAX_INTERIM + 1):
-        version, status = _status_line(reader)
-        headers = _headers(reader)
+        version, status, headers = _head(reader)
         if status < 200 and status != 101:
             continue  # 100 Continue and other interim answers: the real one follows
         break
     else:
         raise Http1Error("ConnectionError", f"more than {MAX_INTERIM} interim answers")
-    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    connection = headers.get("connection")
+    tokens = {t.strip().lower() for t in connection.split(",")} if connection else set()
     will_close = "close" in tokens or (version == "HTTP/1.0" and "keep-alive" not in tokens)
     kept = bytearray()
     coding = headers.get("transfer-encoding")
@@ -260,11 +312,7 @@ def _answer(reader: _Reader) -> Response:
             reader.until_close(kept)
             will_close = True
     elif "content-length" in headers:
-        values = {v.strip() for v in headers["content-length"].split(",")}
-        text = values.pop() if len(values) == 1 else ""
-        if not (text.isascii() and text.isdigit()):  # repeats that differ, a sign: unframed
-            raise Http1Error("ConnectionError", "bad Content-Length in the answer")
-        length = int(text)
+        length = _length(headers["content-length"])
         if length > MAX_BODY:
             reader.take(min(length, KEPT_BODY), kept)
             will_close = True

@@ -370,6 +370,25 @@ def test_retry_after_and_location_are_read_whatever_their_case(serve, poster) ->
     ]  # fmt: skip
 
 
+def test_an_answer_with_bare_lf_line_ends_is_read(serve, poster) -> None:
+    slow = b"HTTP/1.1 429 Slow\nRetry-After: 3\nContent-Length: 4\n\nslow"
+    server = serve(lambda r: (slow, False))
+    p = poster(server.url)
+    replies = [p.post(server.url + "/v1/batch", body(i)) for i in range(2)]
+    assert [(r.status, r.retry_after, r.detail) for r in replies] == [(429, 3.0, "slow")] * 2
+    assert server.accepted == 1
+
+
+def test_repeated_content_lengths_must_agree(serve, poster) -> None:
+    agree = b"HTTP/1.1 500 E\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nno"
+    differ = b"HTTP/1.1 500 E\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nnoo"
+    server = serve(lambda r: (agree if r.target == "/agree" else differ, False))
+    p = poster(server.url)
+    assert p.post(server.url + "/agree", body(1)).detail == "no"
+    reply = p.post(server.url + "/differ", body(1))
+    assert reply.status is None and "bad Content-Length" in reply.detail
+
+
 def test_a_garbled_status_line_is_a_failure(serve, poster) -> None:
     server = serve(lambda r: (b"SPDY/3 nonsense\r\n\r\n", True))
     reply = poster(server.url).post(server.url + "/v1/batch", body(1))
@@ -405,9 +424,9 @@ HUGE = 50 * 1024 * 1024
             "x" * 200,
         ),
         (b"HTTP/1.1 500 E\r\n\r\n", b"x" * 65536, 500, "x" * 200),
-        (b"HTTP/1.1 500 E\r\nX-Long: ", b"y" * 65536, None, "a line over 65536 bytes"),
+        (b"HTTP/1.1 500 E\r\nX-Long: ", b"y" * 65536, None, "over 65536 bytes"),
         (b"HTTP/1.1 500 E\r\n", b"X-Many: z\r\n" * 6000, None, "more than 100 header lines"),
-        (b"HTTP/1.1 ", b"9" * 65536, None, "a line over 65536 bytes"),
+        (b"HTTP/1.1 ", b"9" * 65536, None, "over 65536 bytes"),
     ],
     ids=["content-length", "chunked", "to-close", "long-header", "many-headers", "status-line"],
 )
