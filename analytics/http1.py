@@ -234,7 +234,7 @@ def _head(reader: _Reader) -> tuple[str, int, dict[str, str]]:
     lines = reader.head()
     status_line = lines[0] if lines else ""
     parts = status_line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not _digits(parts[1]):
         raise Http1Error("ConnectionError", f"not an HTTP answer: {status_line[:100]!r}")
     status = int(parts[1])
     if not 100 <= status <= 999:
@@ -281,11 +281,15 @@ def _read_chunked(reader: _Reader, kept: bytearray) -> bool:
             raise Http1Error("ConnectionError", "chunk not followed by its end of line")
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # not "²", which str.isdigit takes
+
+
 def _length(text: str) -> int:
-    if not (text.isascii() and text.isdigit()):
+    if not _digits(text):
         values = {v.strip() for v in text.split(",")}  # repeats that agree are one length
         text = values.pop() if len(values) == 1 else ""
-        if not (text.isascii() and text.isdigit()):  # repeats that differ, a sign: unframed
+        if not _digits(text):  # repeats that differ, a sign: unframed
             raise Http1Error("ConnectionError", "bad Content-Length in the answer")
     return int(text)
 

@@ -389,10 +389,26 @@ def test_repeated_content_lengths_must_agree(serve, poster) -> None:
     assert reply.status is None and "bad Content-Length" in reply.detail
 
 
-def test_a_garbled_status_line_is_a_failure(serve, poster) -> None:
-    server = serve(lambda r: (b"SPDY/3 nonsense\r\n\r\n", True))
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (b"SPDY/3 nonsense\r\n\r\n", "not an HTTP answer"),
+        (b"HTTP/1.1 \xb200 OK\r\nContent-Length: 0\r\n\r\n", "not an HTTP answer"),
+        (b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", "not an HTTP status"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}xx\r\n", "its end of line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}", "ended early"),
+    ],
+    ids=["protocol", "unicode-digit", "status-range", "length-digit", "length-sign",
+         "chunk-size", "chunk-end", "short-body"],
+)  # fmt: skip
+def test_a_garbled_answer_is_a_failure_not_an_exception(serve, poster, answer, why) -> None:
+    server = serve(lambda r: (answer, True))
     reply = poster(server.url).post(server.url + "/v1/batch", body(1))
-    assert reply.status is None and "not an HTTP answer" in reply.detail
+    assert reply.status is None and reply.detail.startswith("ConnectionError")
+    assert why in reply.detail
 
 
 # ------------------------------------------------------------------------------ bounded
