@@ -351,7 +351,7 @@ class _Connection:
         except (OSError, ValueError):
             return True
 
-    def exchange(self, data: bytes, timeout: float) -> Response:
+    def send(self, data: bytes, timeout: float) -> None:
         what = self.origin.netloc
         try:
             self.sock.sendall(data)
@@ -363,7 +363,9 @@ class _Connection:
             raise _Unanswered("SSLError", f"sending to {what}: {exc}") from None
         except OSError as exc:
             raise _Unanswered("ConnectionError", f"sending to {what} failed: {exc}") from None
-        return _answer(_Reader(self.sock, what, timeout))
+
+    def read(self, timeout: float) -> Response:
+        return _answer(_Reader(self.sock, self.origin.netloc, timeout))
 
     def close(self) -> None:
         # close(), never shutdown(): after a fork the parent may still be using this socket.
@@ -372,6 +374,41 @@ class _Connection:
 
 
 _poll = getattr(select, "poll", None)
+
+
+class Pending:
+    """A request sent, its answer not read yet: `read()` it once."""
+
+    __slots__ = ("_pool", "_conn", "_data", "_reused")
+
+    def __init__(self, pool: Http1Pool, conn: _Connection, data: bytes, reused: bool) -> None:
+        self._pool = pool
+        self._conn = conn
+        self._data = data
+        self._reused = reused
+
+    def read(self) -> Response:
+        """The answer; Http1Error if none came. On a reused connection that broke before
+        any byte of it (the server had closed it), the request goes once more on a new one."""
+        pool, conn = self._pool, self._conn
+        try:
+            response = conn.read(pool.timeout)
+        except _Unanswered:
+            conn.close()
+            if not self._reused:
+                raise
+            conn = pool._open(conn.origin)
+            try:
+                conn.send(self._data, pool.timeout)
+                response = conn.read(pool.timeout)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        pool._settle(conn, response)
+        return response
 
 
 class Http1Pool:
@@ -390,28 +427,36 @@ class Http1Pool:
         self._closed = False
 
     def request(self, origin: Origin, data: bytes) -> Response:
-        """Send `data` (a whole request) and read the answer; Http1Error if none came. A
-        request on a reused connection that broke before any byte of the answer goes once
-        more, on a new connection."""
+        """Send `data` (a whole request) and read the answer; Http1Error if none came."""
+        return self.send(origin, data).read()
+
+    def send(self, origin: Origin, data: bytes) -> Pending:
+        """Send `data` (a whole request) now, on an idle connection or a new one; its
+        `Pending` reads the answer. Http1Error if it could not be sent. A send on a reused
+        connection that fails goes once more, on a new connection."""
         conn = self._take(origin)
         if conn is not None:
             try:
-                return self._exchange(conn, data)
+                conn.send(data, self.timeout)
+                return Pending(self, conn, data, True)
             except _Unanswered:
-                pass  # the server closed it meanwhile: once more on a new connection
-        return self._exchange(self._open(origin), data)
-
-    def _exchange(self, conn: _Connection, data: bytes) -> Response:
+                conn.close()  # the server closed it meanwhile: once more on a new one
+            except BaseException:
+                conn.close()
+                raise
+        conn = self._open(origin)
         try:
-            response = conn.exchange(data, self.timeout)
+            conn.send(data, self.timeout)
         except BaseException:
             conn.close()
             raise
+        return Pending(self, conn, data, False)
+
+    def _settle(self, conn: _Connection, response: Response) -> None:
         if response.will_close:
             conn.close()
         else:
             self._give_back(conn)
-        return response
 
     def _take(self, origin: Origin) -> _Connection | None:
         if os.getpid() != self._pid:

@@ -9,13 +9,13 @@ certificate applies.
 from __future__ import annotations
 
 import gzip as gzip_lib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.utils
 
-from .http1 import Http1Error, Http1Pool, Origin, request_head
+from .http1 import Http1Error, Http1Pool, Origin, Pending, request_head
 from .protocols import Reply
 from .retry import parse_retry_after
 from .version import LIBRARY_NAME, VERSION
@@ -103,24 +103,51 @@ class HttpPoster:
         """Send one body; any failure comes back as an Reply, never as an exception.
         A 307/308 to the same origin is followed (at most MAX_REDIRECTS hops), with the body;
         any other redirect comes back as it is, a refusal."""
+        return self.start(url, body)()
+
+    def start(self, url: str, body: bytes) -> Callable[[], Reply]:
+        """`post` in two halves: send the body now, and return what reads its reply (call it
+        once; it never raises), so that the caller may work while the server answers. On
+        the direct way the request is written before this returns; through requests (a
+        proxy) all of the post happens here."""
         data = gzip_lib.compress(body, compresslevel=6) if self.gzip else body
-        template = self._templates.get(url)
         try:
+            template = self._templates.get(url)
             if template is None:
                 template = self._target(url)
                 self._templates[url] = template
+            if template.origin is None:
+                reply = self._posted(template, data, None)
+                return lambda: reply
+            pending = self._direct.send(template.origin, self._request(template, data))
+        except Exception as exc:  # Http1Error, or a URL requests refuses to prepare, say
+            failed = self._failure(exc)
+            return lambda: failed
+        return lambda: self._posted(template, data, pending)
+
+    def _posted(self, template: _Target, data: bytes, pending: Pending | None) -> Reply:
+        """The reply to `data` posted to `template` (`pending`: sent already, to be read),
+        the redirects to follow followed."""
+        try:
             for _ in range(MAX_REDIRECTS):
-                if template.head is not None:
-                    reply, location = self._send_direct(template, data)
+                if template.origin is not None:
+                    if pending is None:
+                        pending = self._direct.send(template.origin, self._request(template, data))
+                    reply, location = self._answered(template, pending)
+                    pending = None
                 else:
                     reply, location = self._send(template.prepared, data)
                 if location is None:
                     return reply
                 # Not cached: a server could send each batch to a URL of its own.
                 template = self._target(location)
-        except Exception as exc:  # a URL requests refuses to prepare, say
-            return Reply(None, detail=self.scrub(f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:
+            return self._failure(exc)
         return Reply(reply.status, detail=f"more than {MAX_REDIRECTS} redirects; not followed")
+
+    def _failure(self, exc: Exception) -> Reply:
+        kind = exc.kind if isinstance(exc, Http1Error) else type(exc).__name__
+        return Reply(None, detail=self.scrub(f"{kind}: {exc}"))
 
     def _target(self, url: str) -> _Target:
         """The request to `url`, prepared; the direct way's head too when it may go direct."""
@@ -142,16 +169,17 @@ class HttpPoster:
             return _Target(prepared, None, None)
         return _Target(prepared, origin, head)
 
-    def _send_direct(self, template: _Target, data: bytes) -> tuple[Reply, str | None]:
-        """One request straight to the origin (http1.py); as `_send`."""
-        assert template.origin is not None and template.head is not None
-        length = str(len(data)).encode()
+    @staticmethod
+    def _request(template: _Target, data: bytes) -> bytes:
+        assert template.head is not None
+        return b"".join((template.head, str(len(data)).encode(), b"\r\n\r\n", data))
+
+    def _answered(self, template: _Target, pending: Pending) -> tuple[Reply, str | None]:
+        """The answer to a request sent straight to the origin (http1.py); as `_send`."""
         try:
-            answer = self._direct.request(
-                template.origin, b"".join((template.head, length, b"\r\n\r\n", data))
-            )
+            answer = pending.read()
         except Http1Error as exc:
-            return Reply(None, detail=self.scrub(f"{exc.kind}: {exc}")), None
+            return self._failure(exc), None
         status = answer.status
         headers = answer.headers
         retry_after = parse_retry_after(headers.get("retry-after"))

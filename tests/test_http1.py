@@ -370,6 +370,39 @@ def test_retry_after_and_location_are_read_whatever_their_case(serve, poster) ->
     ]  # fmt: skip
 
 
+def test_a_redirect_loop_stops_after_max_redirects_requests(serve, poster) -> None:
+    loop = b"HTTP/1.1 308 Again\r\nLocation: /v1/batch\r\nContent-Length: 0\r\n\r\n"
+    server = serve(lambda r: (loop, False))
+    reply = poster(server.url).post(server.url + "/v1/batch", body(1))
+    assert reply.status == 308 and "more than 5 redirects" in reply.detail
+    assert len(server.requests) == 5 and server.accepted == 1
+
+
+def test_start_sends_at_once_and_the_reply_is_read_later(serve, poster) -> None:
+    answer_now = threading.Event()
+
+    def held(request: Request) -> tuple[bytes, bool]:
+        answer_now.wait(10)
+        return OK, False
+
+    server = serve(held)
+    p = poster(server.url)
+    read = call_within(5, p.start, server.url + "/v1/batch", body(1))  # not waiting: sent
+    assert wait_until(lambda: len(server.requests) == 1)
+    assert server.requests[0].body == body(1)
+    answer_now.set()
+    assert call_within(5, read).status == 200
+    assert p.start(server.url + "/v1/batch", body(2))().ok  # the connection went back
+    assert server.accepted == 1
+
+
+def test_start_against_a_refused_port_gives_a_failure_to_read(poster) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    read = poster(url).start(url + "/v1/batch", body(1))
+    reply = read()
+    assert reply.status is None and "refused" in reply.detail
+
+
 def test_an_answer_with_bare_lf_line_ends_is_read(serve, poster) -> None:
     slow = b"HTTP/1.1 429 Slow\nRetry-After: 3\nContent-Length: 4\n\nslow"
     server = serve(lambda r: (slow, False))
