@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # backoff waits (backoff), the wire, proxies and errors over HTTP (requests).
 CORE_TESTS := tests/test_spec.py tests/test_validation.py tests/test_retry.py \
 	tests/test_engine_retry.py tests/test_wire.py tests/test_encoding.py \
-	tests/test_proxies.py tests/test_on_error.py
+	tests/test_proxies.py tests/test_on_error.py tests/test_http1.py tests/test_redirects.py
 # The runtime dependencies, from the installed metadata (the ranges live in pyproject.toml
 # only): `oldest` pins each to its range's lower bound, `newest` names it (pip then takes
 # the newest release its range allows).

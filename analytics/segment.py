@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from . import batch as batching
 from .encode import encode
 from .options import DEFAULTS
-from .protocols import Reply, WireProtocol
+from .protocols import ReadReply, Reply, WireProtocol
 from .transport import HttpPoster
 
 DEFAULT_HOST = DEFAULTS.host
@@ -61,6 +61,10 @@ class SegmentSender:
     def send(self, items: Sequence[bytes]) -> Reply:
         """Send encoded messages as one batch, `sentAt` now."""
         return self._http.post(self.url, batching.body(items))
+
+    def start(self, items: Sequence[bytes]) -> ReadReply:
+        """As `send`, the reply read by the function returned (see `protocols.ReadReply`)."""
+        return self._http.start(self.url, batching.body(items))
 
     def close(self) -> None:
         self._http.close()
