@@ -17,13 +17,13 @@ from analytics import transport
 
 _LOOPBACK = os.environ["README_COLLECTOR"].rstrip("/")
 _ORIGIN = re.compile(r"^https?://[^/]+")
-_post = transport.HttpPoster.post
+_start = transport.HttpPoster.start  # `post` is `start(...)()`: this covers both
 
 
 def _to_loopback(self: transport.HttpPoster, url: str, body: bytes) -> Any:
-    return _post(self, _ORIGIN.sub(_LOOPBACK, url, count=1), body)
+    return _start(self, _ORIGIN.sub(_LOOPBACK, url, count=1), body)
 
 
-transport.HttpPoster.post = _to_loopback  # type: ignore[method-assign]
+transport.HttpPoster.start = _to_loopback  # type: ignore[method-assign]
 sys.path[0] = os.getcwd()  # the user's project, not this tests directory
 runpy.run_path(sys.argv[1], run_name="__main__")
