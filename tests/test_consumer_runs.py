@@ -123,14 +123,22 @@ def pipeline(sender: FakeSender, batch_size: int = 100) -> Pipeline:
     return Pipeline(plan, sender, None, None)
 
 
-def test_a_run_full_by_bytes_carries_the_rest_in_order_exactly_once():
-    sender = FakeSender()
+def held(sender: FakeSender) -> Pipeline:
+    """A pipeline whose first request ("first") is in flight and held at the sender's gate,
+    so that what is put next queues up and is taken in runs."""
     sender.gate = threading.Event()
     pipe = pipeline(sender)
+    assert pipe.put(message("first"), None)
+    pipe.flush(timeout=0)
+    assert sender.wait_requests(1)
+    return pipe
+
+
+def test_a_run_full_by_bytes_carries_the_rest_in_order_exactly_once():
+    sender = FakeSender()
+    pipe = held(sender)
+    assert sender.gate is not None
     try:
-        assert pipe.put(message("first"), None)
-        pipe.flush(timeout=0)
-        assert sender.wait_requests(1)  # held: what follows queues up and goes in runs
         mids = [f"m{i}" for i in range(40)]
         for mid in mids:
             assert pipe.put(message(mid, blob="x" * 30_000), None)
@@ -147,12 +155,9 @@ def test_a_run_full_by_bytes_carries_the_rest_in_order_exactly_once():
 
 def test_a_flush_marker_inside_what_is_queued_still_closes_its_batch():
     sender = FakeSender()
-    sender.gate = threading.Event()
-    pipe = pipeline(sender)
+    pipe = held(sender)
+    assert sender.gate is not None
     try:
-        assert pipe.put(message("first"), None)
-        pipe.flush(timeout=0)
-        assert sender.wait_requests(1)
         for mid in ("a", "b"):
             assert pipe.put(message(mid), None)
         pipe.flush(timeout=0)  # a marker between b and c
