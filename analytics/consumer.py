@@ -177,9 +177,6 @@ class Consumer:
                     batch = Batch(self.batcher.take(), self.messages)
                     self.messages = []
                     attempt = self.delivery.begin(batch)
-                    if not stop:  # the next batch from what is queued, while this one goes
-                        ended = self._fill(wait=False)
-                        self._hold_ahead()
                     outcome = self.delivery.finish(attempt)
                     self._take_back_ahead()
                     if self.settler.settle(batch, outcome) is Fate.DELIVERED:
