@@ -109,7 +109,7 @@ class Consumer:
         self.delivery = delivery
         self.settler = settler
         self.batcher = Batcher(batch_size)
-        self._ring_at = max(1, q.maxsize // 2)  # while a batch fills: calls ring from here
+        self._ring_at = max(2, q.maxsize // 2)  # while a batch fills: calls ring from here
         self.messages: list[Message] = []  # the dicts of the batch being filled
         self.flush_interval = flush_interval
         self.closing = False
