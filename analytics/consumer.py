@@ -13,7 +13,6 @@ as the batch still wants (`Handoff`).
 from __future__ import annotations
 
 import contextlib
-import enum
 import queue
 import threading
 import time
@@ -33,14 +32,6 @@ POLL = 0.005  # while a batch fills, the consumer looks at the queue this often,
 MAX_POLL = 0.1  # ...doubling up to this while nothing new comes
 FLUSH = object()  # marker: send what you have now
 STOP = object()  # marker: send what you have and end
-
-
-class End(enum.Enum):
-    """How filling a batch ended."""
-
-    SEND = "send"  # full, flushed, or its flush_interval is up (or idle: nothing to send)
-    STOP = "stop"  # a STOP marker: send what there is, then end
-    DRY = "dry"  # (filling while a request is in flight) nothing more queued yet
 
 
 class MessageQueue(queue.Queue[Any]):
@@ -120,8 +111,6 @@ class Consumer:
         # of time takes it from another thread, hence the lock.
         self._carry: tuple[Message, bytes] | None = None
         self._carry_lock = threading.Lock()
-        # The next batch's messages while a request is in flight (under the same lock).
-        self._ahead: list[Message] | None = None
         self._deadline = 0.0  # when the batch being filled goes anyway: set by its first
         # Taken off the queue but not yet into a batch (what a marker or a full batch left).
         # Each item is popped by exactly one thread: this one, or a shutdown's.
@@ -167,54 +156,32 @@ class Consumer:
     def _run(self) -> None:
         self._replay()
         self.started.set()
-        ended: End | None = None  # how the batch filled while the last one was sent ended
         while True:
             try:
-                if ended is None or ended is End.DRY:
-                    ended = self._fill(wait=True)
-                stop, ended = ended is End.STOP, None
+                stop = self._fill()
                 if self.messages:
                     batch = Batch(self.batcher.take(), self.messages)
                     self.messages = []
-                    attempt = self.delivery.begin(batch)
-                    outcome = self.delivery.finish(attempt)
-                    self._take_back_ahead()
-                    if self.settler.settle(batch, outcome) is Fate.DELIVERED:
+                    fate = self.settler.settle(batch, self.delivery.deliver(batch))
+                    if fate is Fate.DELIVERED:
                         self._replay()  # the collector answers again: send what was spooled
                 elif self.keeper is not None and not stop:
                     self._replay()  # idle: the spool may hold what other processes left
                 if self.delivery.abort.is_set():
                     self.drain_lost()
                     return
-                if ended is not None and self.messages:
-                    continue  # the batch filled meanwhile goes next (after a STOP: then end)
                 if stop or (self.closing and self._carry is None and self._drained()):
                     return
             except Exception:  # the consumer must outlive any bug or hook
                 logger.exception("analytics consumer hit an error; it keeps running")
 
-    def _hold_ahead(self) -> None:
-        """While a request is in flight, the next batch's messages are where a shutdown out
-        of time finds them (the thread may never come back from the request)."""
-        with self._carry_lock:
-            self._ahead = self.messages
-
-    def _take_back_ahead(self) -> None:
-        with self._carry_lock:
-            ahead, self._ahead = self._ahead, None
-        if ahead is None and self.messages:  # a shutdown reported them meanwhile
-            self.messages = []
-            self.batcher.take()
-
     def _replay(self) -> None:
         """Send spooled batches while they go through, giving way to live messages."""
         if self.keeper is not None:
-            give_way = lambda: bool(self.messages) or not self._drained()  # noqa: E731
-            replay(self.keeper, self.delivery, self.settler, give_way)
+            replay(self.keeper, self.delivery, self.settler, lambda: not self._drained())
 
-    def _fill(self, wait: bool) -> End:
-        """Fill the batch by the batching rule. Without `wait`, only from what is queued
-        now (`End.DRY` when that runs out before the batch is closed)."""
+    def _fill(self) -> bool:
+        """Fill the batch by the batching rule; True when told to stop."""
         batcher = self.batcher
         expired = False  # flush_interval is up: take what is queued, then send
         pending = self._pending
@@ -228,7 +195,7 @@ class Consumer:
                     continue
                 if fit is Fit.FULL:
                     self._carry = (msg, data)
-                    return End.SEND
+                    return False
                 if not self.messages:
                     self._deadline = time.monotonic() + self.flush_interval
                 self.messages.append(msg)
@@ -240,27 +207,25 @@ class Consumer:
                 if not self.messages:
                     self._deadline = time.monotonic() + self.flush_interval
                 if not self._add_run(run):
-                    return End.SEND  # full by bytes: the one that did not fit is carried
+                    return False  # full by bytes: the one that did not fit is carried
                 continue
             try:
                 item = pending.popleft()  # a marker, or nothing queued
             except IndexError:  # nothing queued (or a shutdown took it all meanwhile)
-                if not wait:
-                    return End.DRY
                 if expired:
-                    return End.SEND
+                    return False
                 if not self._sleep(self._deadline):
                     if not self.messages:
-                        return End.SEND  # idle for replay_interval: time to replay
+                        return False  # idle for replay_interval: time to replay
                     expired = True
                 continue
             if item is STOP:
-                return End.STOP
+                return True
             if item is not FLUSH:  # a message after all (pushed back meanwhile): next round
                 pending.appendleft(item)
                 continue
-            return End.SEND
-        return End.SEND
+            return False
+        return False
 
     def _take_run(self, room: int) -> list[Message]:
         """Up to `room` messages off the front of `_pending`, up to the first marker (left
@@ -348,10 +313,8 @@ class Consumer:
     def drain_queue_lost(self) -> None:
         """From another thread, once `abort` is set: report what waits (the message carried
         over to the next batch, and the queue); after abort this thread sends nothing more."""
-        with self._carry_lock:
-            ahead, self._ahead = self._ahead, None
         carried = self._take_carry()
-        lost = list(ahead or ()) + ([] if carried is None else [carried[0]])
+        lost = [] if carried is None else [carried[0]]
         self._report_shutdown(lost + self._take_queued())
 
     def _take_carry(self) -> tuple[Message, bytes] | None:
