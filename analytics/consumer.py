@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
+from itertools import islice
 from typing import Any, Callable
 
 from .batch import MAX_MESSAGE_BYTES, Batcher, Fit
@@ -49,6 +50,11 @@ class MessageQueue(queue.Queue[Any]):
             if self.not_empty._waiters:  # type: ignore[attr-defined]  # someone in get()
                 self.not_empty.notify()
         return True
+
+    def peek(self, n: int) -> list[Any]:
+        """The first `n` items (fewer if fewer wait), oldest first, left in the queue."""
+        with self.mutex:
+            return list(islice(self.queue, n))
 
     def take(self, n: int) -> list[Any]:
         """Up to `n` items, oldest first, without waiting; [] if there are none."""
@@ -115,6 +121,10 @@ class Consumer:
         # Taken off the queue but not yet into a batch (what a marker or a full batch left).
         # Each item is popped by exactly one thread: this one, or a shutdown's.
         self._pending: deque[Any] = deque()
+        # The JSON of the messages at the queue's head, encoded while a request was in
+        # flight (they stay in the queue, which still bounds what is held): oldest first,
+        # used when they are taken, if still the same dicts. This thread's alone.
+        self._ahead: list[tuple[Message, bytes]] = []
         # Called on this thread as it ends: the pipeline closes what it holds once shut down.
         self.finished = finished
         self.thread = threading.Thread(target=self._main, name="analytics-consumer", daemon=True)
@@ -162,7 +172,9 @@ class Consumer:
                 if self.messages:
                     batch = Batch(self.batcher.take(), self.messages)
                     self.messages = []
-                    fate = self.settler.settle(batch, self.delivery.deliver(batch))
+                    attempt = self.delivery.begin(batch)
+                    self._encode_ahead()  # while the collector reads the request
+                    fate = self.settler.settle(batch, self.delivery.finish(attempt))
                     if fate is Fate.DELIVERED:
                         self._replay()  # the collector answers again: send what was spooled
                 elif self.keeper is not None and not stop:
@@ -244,10 +256,46 @@ class Consumer:
             pass
         return run
 
+    def _encode_ahead(self) -> None:
+        """Encode the next batch's worth of queued messages where they are: they stay in the
+        queue (so a full queue still holds what it held: the queue and one batch), and
+        their JSON waits in `_ahead` for `_encode_run`. Skipped while anything was taken
+        off the queue but not batched (the next batch starts there)."""
+        try:
+            if self._pending or self._ahead:
+                return
+            head = [m for m in self.queue.peek(self.batcher.max_count) if isinstance(m, dict)]
+            if head:
+                self._ahead = list(zip(head, self.encode_many(head)))
+        except Exception:  # the batch in flight must still be settled
+            self._ahead = []
+            logger.exception("analytics: encoding queued messages ahead failed")
+
+    def _encode_run(self, run: list[Message]) -> list[bytes]:
+        """The JSON of `run`: what `_encode_ahead` encoded of it (the same dicts, in queue
+        order) and the rest now."""
+        ahead = self._ahead
+        if not ahead:
+            return self.encode_many(run)
+        count = 0
+        for (msg, _), item in zip(ahead, run):
+            if msg is not item:
+                break
+            count += 1
+        if count < len(ahead) and count < len(run):  # not the queue's head (a shutdown took
+            self._ahead = []  # some meanwhile): forget the rest
+        else:
+            self._ahead = ahead[count:]
+        if count == len(run):
+            return [data for _, data in ahead[:count]]
+        datas = [data for _, data in ahead[:count]]
+        datas += self.encode_many(run[count:])
+        return datas
+
     def _add_run(self, run: list[Message]) -> bool:
         """Encode `run` and add it to the batch; False when the batch filled by bytes (the
         message that did not fit carried over, those after it put back)."""
-        datas = self.encode_many(run)
+        datas = self._encode_run(run)
         added = self.batcher.add_run(datas)
         if added == len(run):
             self.messages.extend(run)
@@ -326,6 +374,7 @@ class Consumer:
         """Report everything still waiting as lost to a shutdown (on this thread, or once
         this thread has ended)."""
         self.batcher.take()
+        self._ahead = []
         lost, self.messages = self.messages, []
         carried = self._take_carry()
         if carried is not None:

@@ -12,6 +12,7 @@ from _engine_fakes import GATE_LIMIT, OK, FakeSender, message
 from helpers import call_within
 
 from analytics.encode import encode
+from analytics.errors import ClientShutdown
 from analytics.pipeline import Pipeline, Plan
 from analytics.protocols import ReadReply, Reply
 
@@ -90,5 +91,54 @@ def test_a_flush_while_a_request_is_in_flight_does_not_wait_out_flush_interval(
         sender.gate.set()
         assert call_within(LIMIT, pipe.flush, timeout=LIMIT) is True  # not 30 s
         assert sender.ids() == ["first", "second"]
+    finally:
+        call_within(10, pipe.shutdown, timeout=1)
+
+
+def held_behind_first_request(sender: StartingSender, n: int) -> Pipeline:
+    """A pipeline whose first request ("first") is being started while `n` messages
+    (m0, m1, ...) are queued behind it; the start then goes on and its reply waits for
+    `sender.gate`."""
+    pipe = pipeline(sender)
+    assert pipe.put(message("first"), None)
+    pipe.flush(timeout=0)
+    assert sender.starting.wait(LIMIT)
+    for i in range(n):
+        assert pipe.put(message(f"m{i}"), None)
+    sender.go.set()
+    assert sender.reading.wait(LIMIT)
+    return pipe
+
+
+def test_the_next_batch_is_encoded_while_a_request_is_in_flight_and_stays_queued(
+    sender: StartingSender,
+):
+    pipe = held_behind_first_request(sender, 5)
+    try:
+        ahead = [f"m{i}" for i in range(5)]
+        assert sender.encoded[-5:] == ahead  # encoded before the reply was read...
+        assert pipe.queue.qsize() == 5  # ...and still queued: the queue bounds what is held
+        sender.gate.set()
+        assert call_within(LIMIT, pipe.flush, timeout=LIMIT) is True
+        assert sender.ids() == ["first", *ahead]
+        assert sorted(sender.encoded) == sorted(["first", *ahead])  # each encoded once
+    finally:
+        call_within(10, pipe.shutdown, timeout=1)
+
+
+def test_messages_taken_from_the_queue_meanwhile_are_not_sent_from_their_early_json(
+    sender: StartingSender,
+):
+    pipe = held_behind_first_request(sender, 4)
+    try:
+        taken = pipe.queue.get_nowait()  # as a shutdown out of time takes what waits...
+        assert taken["messageId"] == "m0"
+        pipe.settler.lose(ClientShutdown("taken by the test"), [taken], True)  # ...and settles
+        assert pipe.put(message("m4"), None)
+        sender.gate.set()
+        assert call_within(LIMIT, pipe.flush, timeout=LIMIT) is True
+        assert sender.ids() == ["first", "m1", "m2", "m3", "m4"]
+        sent = [item for items in sender.requests for item in items]
+        assert sent[1:] == [encode(m) for m in [message(f"m{i}") for i in range(1, 5)]]
     finally:
         call_within(10, pipe.shutdown, timeout=1)
