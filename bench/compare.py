@@ -5,7 +5,8 @@ Segment's beside both, alternating trial by trial in fresh processes.
     python bench/compare.py --baseline ../before --trials 7
 
 Scenarios: `idle` (µs per `track()` with nothing being sent), `caller` (µs per `track()` in
-a 50,000-call burst while delivering) and `e2e` (messages/s, first call to flush). Prints a
+a 50,000-call burst while delivering), `e2e` (messages/s, first call to flush) and `steady`
+(p99 of a call at 5 calls/ms while delivering). Prints a
 table of medians; writes nothing. The peers' venv is the one `make bench` builds.
 """
 
@@ -30,6 +31,7 @@ SCENARIOS = {  # name -> (queue size, the result's number, its unit)
     "idle": (0, "us_per_call", "µs/call"),
     "caller": (10_000, "us_per_call", "µs/call"),
     "e2e": (100_000, "msgs_per_s", "msgs/s"),
+    "steady": (100_000, "p99_us", "p99 µs/call"),
 }
 
 
