@@ -148,7 +148,7 @@ class Client:
         anonymous_id: Id | None = None, integrations: Fields = None, message_id: Id | None = None,
     ) -> Result:
         """Record an action the user did."""
-        return self._enqueue(messages.track(
+        return self._enqueue(*messages.track_sized(
             user_id, event, properties, context, timestamp, anonymous_id, integrations,
             message_id, self._fallback_id,
         ))
@@ -159,7 +159,7 @@ class Client:
         integrations: Fields = None, message_id: Id | None = None,
     ) -> Result:
         """Tie a user to their traits."""
-        return self._enqueue(messages.identify(
+        return self._enqueue(*messages.identify_sized(
             user_id, traits, context, timestamp, anonymous_id, integrations, message_id,
             self._fallback_id,
         ))
@@ -170,7 +170,7 @@ class Client:
         anonymous_id: Id | None = None, integrations: Fields = None, message_id: Id | None = None,
     ) -> Result:
         """Record a page view."""
-        return self._enqueue(messages.page(
+        return self._enqueue(*messages.page_sized(
             user_id, category, name, properties, context, timestamp, anonymous_id,
             integrations, message_id, self._fallback_id,
         ))
@@ -181,7 +181,7 @@ class Client:
         anonymous_id: Id | None = None, integrations: Fields = None, message_id: Id | None = None,
     ) -> Result:
         """Record a screen view in an app."""
-        return self._enqueue(messages.screen(
+        return self._enqueue(*messages.screen_sized(
             user_id, category, name, properties, context, timestamp, anonymous_id,
             integrations, message_id, self._fallback_id,
         ))
@@ -192,7 +192,7 @@ class Client:
         anonymous_id: Id | None = None, integrations: Fields = None, message_id: Id | None = None,
     ) -> Result:
         """Tie a user to a group (an account, a company)."""
-        return self._enqueue(messages.group(
+        return self._enqueue(*messages.group_sized(
             user_id, group_id, traits, context, timestamp, anonymous_id, integrations,
             message_id, self._fallback_id,
         ))
@@ -206,25 +206,30 @@ class Client:
         if "alias" in self.protocol.refuses:
             raise ValidationError(f"the {self.protocol.name} protocol has no alias; nothing sent")
         return self._enqueue(
-            messages.alias(previous_id, user_id, context, timestamp, integrations, message_id)
+            *messages.alias_sized(
+                previous_id, user_id, context, timestamp, integrations, message_id
+            )
         )
 
     # fmt: on
 
     # -- the hot path ----------------------------------------------------------------------
 
-    def _enqueue(self, msg: Message) -> Result:
+    def _enqueue(self, msg: Message, bound: int = -1) -> Result:
+        """Queue a built message; `bound`: its builder's bound of its JSON (-1: not known)."""
         if self._shape is not None:
             shaped = self._shape(msg)
             if shaped is None:  # a before_send hook dropped it: counted, not an error
                 self._here().stats.add_filtered()
                 return False, msg
-            msg = shaped
+            msg, bound = shaped, -1
         # The size check: the consumer encodes the message for the wire; the call encodes it
         # too only when the bound cannot tell (another protocol's encoding, odd values, big).
+        # The builder's bound comes with the copy; a walk (`size_bound`) if it had none.
         data = None
-        bounded = self._bounded and encoding.BOUND_PAYS
-        if not bounded or size_bound(msg, MAX_MESSAGE_BYTES) < 0:
+        if not (self._bounded and encoding.BOUND_PAYS) or (
+            not 0 <= bound <= MAX_MESSAGE_BYTES and size_bound(msg, MAX_MESSAGE_BYTES) < 0
+        ):
             data = self._encode(msg)
             if len(data) > MAX_MESSAGE_BYTES:
                 return self._refuse(msg, data)

@@ -355,15 +355,15 @@ def use_backend(name: str) -> None:
 # and encodes only when the bound cannot tell (a value of another type, or near the limit).
 # A str takes at most 6 bytes a character (a control character is written \u00XX; UTF-8
 # needs 4 at most), plus its quotes; the others at most as below.
-_BOUND: dict[type, int] = {
+LEAF_BOUNDS: dict[type, int] = {
     bool: 5,  # false
     type(None): 4,  # null
     float: 24,  # -2.2250738585072014e-308; NaN and infinities are null
     dt.date: 12,  # "2024-05-17"
     uuid.UUID: 38,
 }
-_INT_MAX = 2**64  # within it, 20 digits and a sign at most
-_INT_MIN = -(2**63)
+INT_MIN, INT_MAX, INT_BOUND = -(2**63), 2**64, 20  # within them, 20 digits and a sign at most
+DATETIME_BOUND = 37  # naive, UTC or a datetime.timezone: "2024-05-17T12:30:15.250000+05:30"
 # dict subclasses encoded as plain dicts without calling their methods (messages.Shared)
 PLAIN_DICTS: set[type] = {dict}
 # id -> bound of read-only dicts that live as long as the process (messages' shared ones)
@@ -378,27 +378,45 @@ def size_bound(value: Any, budget: int) -> int:
     return budget - left if left >= 0 else -1
 
 
-def _bound(value: Any, left: int, depth: int) -> int:
-    """`left` less the bound of `value`; negative when out of budget or unknown."""
+def _bound(
+    value: Any,
+    left: int,
+    depth: int,
+    _str: Any = str,
+    _int: Any = int,
+    _dict: Any = dict,
+    _sizes: Any = LEAF_BOUNDS,
+    _datetime: Any = dt.datetime,
+    _utc: Any = _UTC,
+    _plain: Any = PLAIN_DICTS,
+    _constant: Any = CONSTANT_BOUNDS,
+) -> int:
+    """`left` less the bound of `value`; negative when out of budget or unknown. (The
+    defaults are bound once: no global lookups in the loop, which every call runs.)"""
     kind = type(value)
-    if kind is dict or kind in PLAIN_DICTS:
+    if kind is _dict or kind in _plain:
         if depth > MAX_DEPTH:
             return -1
         left -= 2 + 2 * len(value)  # braces, and a colon and a comma for each key
         for key, item in value.items():  # the common leaves inline: no call for them
-            if type(key) is not str:
+            if type(key) is not _str:
                 return -1
             kind = type(item)
-            if kind is str:
+            if kind is _str:
                 left -= 6 * (len(key) + len(item)) + 4
-            elif kind in _BOUND:
-                left -= 6 * len(key) + 2 + _BOUND[kind]
-            elif kind is dt.datetime and (item.tzinfo is None or item.tzinfo is _UTC):
-                left -= 6 * len(key) + 39
-            elif kind is not dict and id(item) in CONSTANT_BOUNDS:  # known: no walk
-                left -= 6 * len(key) + 2 + CONSTANT_BOUNDS[id(item)]
+                continue
+            left -= 6 * len(key) + 2
+            size = _sizes.get(kind)
+            if size is not None:
+                left -= size
+            elif kind is _int and INT_MIN <= item < INT_MAX:
+                left -= INT_BOUND
+            elif kind is _datetime and (item.tzinfo is None or item.tzinfo is _utc):
+                left -= DATETIME_BOUND
+            elif kind is not _dict and id(item) in _constant:  # known: no walk
+                left -= _constant[id(item)]
             else:
-                left = _bound(item, left - 6 * len(key) - 2, depth + 1)
+                left = _bound(item, left, depth + 1)
                 if left < 0:
                     return left
         return left
@@ -414,11 +432,11 @@ def _bound(value: Any, left: int, depth: int) -> int:
                 return left
         return left
     if kind is int:
-        return left - 20 if _INT_MIN <= value < _INT_MAX else -1
+        return left - INT_BOUND if INT_MIN <= value < INT_MAX else -1
     if kind is dt.datetime:
         tz = value.tzinfo
         if tz is not None and tz is not _UTC and type(tz) is not dt.timezone:
             return -1  # a tzinfo whose offset the encoders ask it for: user code
-        return left - 37
-    size = _BOUND.get(kind)
+        return left - DATETIME_BOUND
+    size = LEAF_BOUNDS.get(kind)
     return -1 if size is None else left - size

@@ -5,20 +5,31 @@ programmer error, and return the message as it goes on the wire (camelCase keys)
 never change the caller's dicts, and keep none of them: the message holds copies of the
 dicts and lists it was given (the consumer encodes it later, so a caller reusing its dict
 must not change what is sent). What is the same for every message is shared, read-only.
+
+Each builder also returns an upper bound of the length of the message's JSON, summed as it
+copies (the size check of the call, without a second walk over the message): by the same
+rule as `encode.size_bound`, -1 where that rule cannot tell (the call then walks or encodes).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import sys
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import spec
 from .context import current_scope, deep_merge
 from .encode import (
     CIRCULAR,
     CONSTANT_BOUNDS,
+    DATETIME_BOUND,
+    INT_BOUND,
+    INT_MAX,
+    INT_MIN,
+    LEAF_BOUNDS,
     MAX_DEPTH,
     PLAIN_DICTS,
     TOO_DEEP,
@@ -69,6 +80,34 @@ _EMPTY = Shared()  # integrations, properties or traits not given
 for _shared in (LIBRARY, _LIBRARY_ONLY, _EMPTY):  # module constants: their ids stay theirs
     CONSTANT_BOUNDS[id(_shared)] = size_bound(_shared, 1 << 20)
 
+Sized = tuple[Message, int]  # a message and the bound of its JSON's length (-1: not known)
+if TYPE_CHECKING:  # ParamSpec is 3.10's; the checker alone needs it (no runtime dependency)
+    if sys.version_info >= (3, 10):
+        from typing import ParamSpec
+    else:
+        from typing_extensions import ParamSpec
+    _P = ParamSpec("_P")
+
+
+def _entry(size: int, key: str, bound: int) -> int:
+    """The bound of a dict of bound `size` with one more entry (`key`, a value of `bound`),
+    as `encode.size_bound` counts it: the quoted key, a colon and a comma."""
+    return -1 if size < 0 or bound < 0 else size + 6 * len(key) + 4 + bound
+
+
+def _text_bound(value: Any) -> int:
+    return 6 * len(value) + 2 if type(value) is str else -1
+
+
+def _unsized(build: Callable[_P, Sized]) -> Callable[_P, Message]:
+    """The builder without the bound: the message alone."""
+
+    @functools.wraps(build)
+    def message(*args: _P.args, **kwargs: _P.kwargs) -> Message:
+        return build(*args, **kwargs)[0]
+
+    return message
+
 
 def _checked(name: str, value: Any) -> Mapping[str, Any]:
     """A mapping argument as given (None: the shared empty dict); anything else refused."""
@@ -83,22 +122,34 @@ def copy_mapping(name: str, value: Any) -> dict[str, Any]:
     """A copy of a mapping argument: dicts, lists, tuples and sets in it copied all the way
     down, models read as their data (`encode.reader`), tz-aware datetimes made `aware`,
     everything else (str, numbers, naive and UTC datetimes, objects) shared."""
+    return copy_mapping_sized(name, value)[0]
+
+
+def copy_mapping_sized(name: str, value: Any) -> tuple[dict[str, Any], int]:
+    """`copy_mapping`, and the bound of the copy's JSON (-1: not known)."""
     given = _checked(name, value)
-    try:  # as _deepen does, one call less: this is every call's copy
-        return _quick(dict(given), 1)
+    copied = dict(given)
+    try:
+        return copied, _quick_sized(copied, 1)
     except _TooDeep:
-        return _careful(dict(given), 0, {id(given)})  # type: ignore[no-any-return]
+        return _careful(dict(given), 0, {id(given)}), -1
 
 
-def _optional(name: str, value: Any) -> Mapping[str, Any]:
-    return _EMPTY if value is None else copy_mapping(name, value)
+_EMPTY_BOUND = CONSTANT_BOUNDS[id(_EMPTY)]
+_LIBRARY_BOUND = CONSTANT_BOUNDS[id(LIBRARY)]
+_LIBRARY_ONLY_BOUND = CONSTANT_BOUNDS[id(_LIBRARY_ONLY)]
+
+
+def _optional(name: str, value: Any) -> tuple[Mapping[str, Any], int]:
+    return (_EMPTY, _EMPTY_BOUND) if value is None else copy_mapping_sized(name, value)
 
 
 def _deepen(copied: dict[Any, Any], given: Any = None) -> dict[Any, Any]:
     """Replace the containers in a new dict (a copy of `given`, if one) by copies of them;
     a cycle, or a nesting deeper than MAX_DEPTH, is cut and sent as a marker string."""
     try:
-        return _quick(copied, 1)
+        _quick_sized(copied, 1)
+        return copied
     except _TooDeep:  # rare: the careful copy, which tells a cycle from a deep value
         path = set() if given is None else {id(given)}
         return _careful(copied, 0, path)  # type: ignore[no-any-return]
@@ -108,20 +159,59 @@ class _TooDeep(Exception):
     """The quick copy went past MAX_DEPTH: a cycle or a deep value."""
 
 
-def _quick(copied: dict[Any, Any], depth: int) -> dict[Any, Any]:
-    """The copy of every call: no bookkeeping but the depth (a dict keeps its size when only
-    the values of its keys change, so replacing them while iterating is safe)."""
+def _quick_sized(
+    copied: dict[Any, Any],
+    depth: int,
+    _str: Any = str,
+    _int: Any = int,
+    _dict: Any = dict,
+    _leaves: Any = LEAF_BOUNDS,
+    _datetime: Any = dt.datetime,
+) -> int:
+    """Replace the containers in a new dict by copies of them (`depth` containers down), and
+    return the bound of its JSON by `encode.size_bound`'s rule, summed in the same loop (-1
+    where the rule cannot tell; the copy is made all the same). No bookkeeping but the depth
+    (a dict keeps its size when only the values of its keys change, so replacing them while
+    iterating is safe): this is every call's copy."""
+    size = 2 + 2 * len(copied)  # braces, and a colon and a comma for each key
+    known = True
     for key, item in copied.items():
+        if type(key) is _str:
+            size += 6 * len(key) + 2
+        else:
+            known = False
         kind = type(item)
-        if kind in _LEAVES:  # most values: no isinstance() against the ABCs
+        if kind is _str:
+            size += 6 * len(item) + 2
             continue
-        if kind is dt.datetime:
+        bound = _leaves.get(kind)
+        if bound is not None:
+            size += bound
+        elif kind is _int:
+            if INT_MIN <= item < INT_MAX:
+                size += INT_BOUND
+            else:
+                known = False
+        elif kind is _datetime:
             tz = item.tzinfo
             if tz is not None and tz is not _UTC:
-                copied[key] = aware(item)
+                copied[key] = aware(item)  # UTC or a datetime.timezone: bounded as those
+            size += DATETIME_BOUND
+        elif kind is _dict:
+            if depth > MAX_DEPTH:
+                raise _TooDeep
+            inner = dict(item)
+            bound = _quick_sized(inner, depth + 1)
+            copied[key] = inner  # after: a cycle cut short leaves the original, for _careful
+            known = known and bound >= 0
+            size += bound
         else:
-            copied[key] = _copy(item, depth)
-    return copied
+            inner = copied[key] = _copy(item, depth)
+            if known:  # a list, a model's data, ...: its copy walked by the rule itself
+                bound = size_bound(inner, 1 << 30)
+                known = bound >= 0
+                size += bound
+    return size if known else -1
 
 
 def _copy(value: Any, depth: int) -> Any:
@@ -130,7 +220,9 @@ def _copy(value: Any, depth: int) -> Any:
     if kind is dict:  # the common containers first, with no isinstance() against the ABCs
         if depth > MAX_DEPTH:
             raise _TooDeep
-        return _quick(dict(value), depth + 1)
+        copied = dict(value)
+        _quick_sized(copied, depth + 1)
+        return copied
     if kind is list:
         if depth > MAX_DEPTH:
             raise _TooDeep
@@ -150,7 +242,9 @@ def _copy(value: Any, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise _TooDeep
     if isinstance(value, Mapping):
-        return _quick(dict(value), depth + 1)
+        copied = dict(value)
+        _quick_sized(copied, depth + 1)
+        return copied
     return [v if type(v) in _LEAVES else _copy(v, depth + 1) for v in value]
 
 
@@ -190,40 +284,57 @@ _CONTAINERS = (Mapping, list, tuple, set, frozenset)
 _UTC = dt.timezone.utc
 
 
+_COMMON_KEYS = ("type", "messageId", "timestamp", "context", "integrations")
+_COMMON_BOUND = 2 + sum(6 * len(key) + 4 for key in _COMMON_KEYS)  # braces, keys, colons
+
+
 def _common(
     kind: str,
     context: Any,
     timestamp: Any,
     integrations: Any,
     message_id: Any,
-) -> Message:
+) -> Sized:
     scope = current_scope()
     ctx: dict[str, Any]
+    extra: Mapping[str, Any]
     if scope is None:
         if context is None:
-            ctx = _LIBRARY_ONLY
+            ctx, size = _LIBRARY_ONLY, _LIBRARY_ONLY_BOUND
         else:
-            ctx = copy_mapping("context", context)
-            ctx["library"] = LIBRARY
-        extra = _EMPTY if integrations is None else copy_mapping("integrations", integrations)
+            ctx, size = copy_mapping_sized("context", context)
+            ctx["library"] = LIBRARY  # bounded as one entry more (it may replace one)
+            size = _entry(size, "library", _LIBRARY_BOUND)
+        if integrations is None:
+            extra, bound = _EMPTY, _EMPTY_BOUND
+        else:
+            extra, bound = copy_mapping_sized("integrations", integrations)
+        size = -1 if bound < 0 or size < 0 else size + bound
     else:
         # deep_merge and {**...} make new dicts: one copy of the containers in them is enough
         ctx = _deepen(deep_merge(scope.context, _checked("context", context)))
         ctx["library"] = LIBRARY
         extra = _deepen({**scope.integrations, **_checked("integrations", integrations)})
+        size = -1  # the call walks the message
     mid = id_or_none("message_id", message_id)
-    return {
+    if mid is None:
+        mid = uuid4()
+    stamp = now_iso8601() if timestamp is None else _timestamp(timestamp)
+    if size >= 0:
+        size += _COMMON_BOUND + 6 * (len(kind) + len(mid) + len(stamp)) + 6
+    msg = {
         "type": kind,
-        "messageId": mid if mid is not None else uuid4(),
-        "timestamp": now_iso8601() if timestamp is None else _timestamp(timestamp),
+        "messageId": mid,
+        "timestamp": stamp,
         "context": ctx,
         "integrations": extra,
     }
+    return msg, size
 
 
 def _identified(
-    kind: str, user_id: Any, anonymous_id: Any, common: Message, fallback: Fallback | None
-) -> Message:
+    kind: str, user_id: Any, anonymous_id: Any, common: Sized, fallback: Fallback | None
+) -> Sized:
     uid = id_or_none("user_id", user_id)
     aid = id_or_none("anonymous_id", anonymous_id)
     if uid is None and aid is None and (scope := current_scope()) is not None:
@@ -232,14 +343,20 @@ def _identified(
         uid = fallback()
     if uid is None and aid is None:
         raise ValidationError(f"{kind} needs a user_id or an anonymous_id")
+    msg, size = common
     if uid is not None:
-        common["userId"] = uid
+        msg["userId"] = uid
+        size = size + 6 * len(uid) + 42 if size >= 0 and type(uid) is str else -1  # key: 40
     if aid is not None:
-        common["anonymousId"] = aid
-    return common
+        msg["anonymousId"] = aid
+        size = _entry(size, "anonymousId", _text_bound(aid))
+    return msg, size
 
 
-def track(
+_TRACK_KEYS = 6 * len("event") + 4 + 6 * len("properties") + 4
+
+
+def track_sized(
     user_id: Any = None,
     event: Any = None,
     properties: Any = None,
@@ -249,10 +366,10 @@ def track(
     integrations: Any = None,
     message_id: Any = None,
     fallback: Fallback | None = None,
-) -> Message:
+) -> Sized:
     if type(event) is not str or not event:  # a plain str passes without a call to the rule
         event = spec.event(event)
-    msg = _identified(
+    msg, size = _identified(
         "track",
         user_id,
         anonymous_id,
@@ -260,11 +377,13 @@ def track(
         fallback,
     )
     msg["event"] = event
-    msg["properties"] = _optional("properties", properties)
-    return msg
+    msg["properties"], bound = _optional("properties", properties)
+    if size < 0 or bound < 0:
+        return msg, -1
+    return msg, size + _TRACK_KEYS + 6 * len(event) + 2 + bound  # event is a str
 
 
-def identify(
+def identify_sized(
     user_id: Any = None,
     traits: Any = None,
     context: Any = None,
@@ -273,16 +392,16 @@ def identify(
     integrations: Any = None,
     message_id: Any = None,
     fallback: Fallback | None = None,
-) -> Message:
-    msg = _identified(
+) -> Sized:
+    msg, size = _identified(
         "identify",
         user_id,
         anonymous_id,
         _common("identify", context, timestamp, integrations, message_id),
         fallback,
     )
-    msg["traits"] = _optional("traits", traits)
-    return msg
+    msg["traits"], bound = _optional("traits", traits)
+    return msg, _entry(size, "traits", bound)
 
 
 def _screen_or_page(
@@ -297,8 +416,8 @@ def _screen_or_page(
     integrations: Any,
     message_id: Any,
     fallback: Fallback | None,
-) -> Message:
-    msg = _identified(
+) -> Sized:
+    msg, size = _identified(
         kind,
         user_id,
         anonymous_id,
@@ -306,14 +425,17 @@ def _screen_or_page(
         fallback,
     )
     if name is not None:  # a plain str passes without a call to the rule
-        msg["name"] = name if type(name) is str else spec.text("name", name)
+        msg["name"] = name = name if type(name) is str else spec.text("name", name)
+        size = _entry(size, "name", _text_bound(name))
     if category is not None:
-        msg["category"] = category if type(category) is str else spec.text("category", category)
-    msg["properties"] = _optional("properties", properties)
-    return msg
+        category = category if type(category) is str else spec.text("category", category)
+        msg["category"] = category
+        size = _entry(size, "category", _text_bound(category))
+    msg["properties"], bound = _optional("properties", properties)
+    return msg, _entry(size, "properties", bound)
 
 
-def page(
+def page_sized(
     user_id: Any = None,
     category: Any = None,
     name: Any = None,
@@ -324,14 +446,14 @@ def page(
     integrations: Any = None,
     message_id: Any = None,
     fallback: Fallback | None = None,
-) -> Message:
+) -> Sized:
     return _screen_or_page(
         "page", user_id, category, name, properties, context, timestamp, anonymous_id,
         integrations, message_id, fallback,
     )  # fmt: skip
 
 
-def screen(
+def screen_sized(
     user_id: Any = None,
     category: Any = None,
     name: Any = None,
@@ -342,14 +464,14 @@ def screen(
     integrations: Any = None,
     message_id: Any = None,
     fallback: Fallback | None = None,
-) -> Message:
+) -> Sized:
     return _screen_or_page(
         "screen", user_id, category, name, properties, context, timestamp, anonymous_id,
         integrations, message_id, fallback,
     )  # fmt: skip
 
 
-def group(
+def group_sized(
     user_id: Any = None,
     group_id: Any = None,
     traits: Any = None,
@@ -359,11 +481,11 @@ def group(
     integrations: Any = None,
     message_id: Any = None,
     fallback: Fallback | None = None,
-) -> Message:
+) -> Sized:
     gid = id_or_none("group_id", group_id)
     if gid is None:
         raise ValidationError("group needs a group_id")
-    msg = _identified(
+    msg, size = _identified(
         "group",
         user_id,
         anonymous_id,
@@ -371,23 +493,32 @@ def group(
         fallback,
     )
     msg["groupId"] = gid
-    msg["traits"] = _optional("traits", traits)
-    return msg
+    msg["traits"], bound = _optional("traits", traits)
+    return msg, _entry(_entry(size, "groupId", _text_bound(gid)), "traits", bound)
 
 
-def alias(
+def alias_sized(
     previous_id: Any = None,
     user_id: Any = None,
     context: Any = None,
     timestamp: Any = None,
     integrations: Any = None,
     message_id: Any = None,
-) -> Message:
+) -> Sized:
     pid = id_or_none("previous_id", previous_id)
     uid = id_or_none("user_id", user_id)
     if pid is None or uid is None:
         raise ValidationError("alias needs both previous_id and user_id")
-    msg = _common("alias", context, timestamp, integrations, message_id)
+    msg, size = _common("alias", context, timestamp, integrations, message_id)
     msg["userId"] = uid
     msg["previousId"] = pid
-    return msg
+    return msg, _entry(_entry(size, "userId", _text_bound(uid)), "previousId", _text_bound(pid))
+
+
+# The builders without the bound (the message alone), for everything but the call's path.
+track = _unsized(track_sized)
+identify = _unsized(identify_sized)
+page = _unsized(page_sized)
+screen = _unsized(screen_sized)
+group = _unsized(group_sized)
+alias = _unsized(alias_sized)

@@ -168,8 +168,10 @@ def analytics_events(monkeypatch: pytest.MonkeyPatch) -> AnalyticsEvents:
     # A stub client keeps its messages in `client.sent`, short of put: captured here too.
     enqueue = Client._enqueue
 
-    def stub_enqueue(client: Client, msg: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-        ok, sent = enqueue(client, msg)
+    def stub_enqueue(
+        client: Client, msg: dict[str, Any], bound: int = -1
+    ) -> tuple[bool, dict[str, Any]]:
+        ok, sent = enqueue(client, msg, bound)
         if ok and client.stub:
             events.record(sent)
         return ok, sent
