@@ -189,7 +189,7 @@ SIZED = {
 
 @pytest.mark.parametrize("builder", sorted(SIZED))
 @pytest.mark.parametrize("name", sorted(BOUNDED))
-def test_a_builder_s_bound_is_size_bound_s(builder: str, name: str) -> None:
+def test_a_builder_s_bound_is_size_bound_s(json_backend, builder: str, name: str) -> None:
     msg, bound = SIZED[builder]({"value": BOUNDED[name], "n": {"s": "x", "i": 1}})
     assert bound == enc.size_bound(msg, 1 << 20)  # the same rule...
     assert bound >= len(enc.encode(msg)) > 0  # ...an upper bound
@@ -197,7 +197,9 @@ def test_a_builder_s_bound_is_size_bound_s(builder: str, name: str) -> None:
 
 @pytest.mark.parametrize("builder", sorted(SIZED))
 @pytest.mark.parametrize("name", sorted(UNKNOWN))
-def test_a_builder_s_bound_of_odd_values_is_size_bound_s_of_its_copy(builder: str, name: str):
+def test_a_builder_s_bound_of_odd_values_is_size_bound_s_of_its_copy(
+    json_backend, builder: str, name: str
+):
     msg, bound = SIZED[builder](deep_or(name, UNKNOWN))
     assert bound == enc.size_bound(msg, 1 << 20)  # -1, or what the copy made of it
     assert bound == -1 or bound >= len(enc.encode(msg))
@@ -205,7 +207,18 @@ def test_a_builder_s_bound_of_odd_values_is_size_bound_s_of_its_copy(builder: st
         assert bound == -1  # the call walks, then encodes
 
 
-def test_a_builder_s_copy_is_the_copy_of_copy_mapping() -> None:
+def test_with_orjson_the_builders_sum_no_bound() -> None:
+    if enc.orjson is None:
+        pytest.skip("orjson is not installed")
+    before = enc.BACKEND
+    enc.use_backend("orjson")  # the call encodes: a bound would be summed for nothing
+    try:
+        assert messages.track_sized("u", "E", {"a": 1})[1] == -1
+    finally:
+        enc.use_backend(before)
+
+
+def test_a_builder_s_copy_is_the_copy_of_copy_mapping(json_backend) -> None:
     given = dict(BOUNDED, nested={"a": [{"b": BOUNDED["offset"]}]})
     msg, _bound = messages.track_sized("u", "E", given)
     assert msg["properties"] == messages.copy_mapping("properties", given)
