@@ -378,43 +378,30 @@ def size_bound(value: Any, budget: int) -> int:
     return budget - left if left >= 0 else -1
 
 
-def _bound(
-    value: Any,
-    left: int,
-    depth: int,
-    _str: Any = str,
-    _int: Any = int,
-    _dict: Any = dict,
-    _sizes: Any = LEAF_BOUNDS,
-    _datetime: Any = dt.datetime,
-    _utc: Any = _UTC,
-    _plain: Any = PLAIN_DICTS,
-    _constant: Any = CONSTANT_BOUNDS,
-) -> int:
-    """`left` less the bound of `value`; negative when out of budget or unknown. (The
-    defaults are bound once: no global lookups in the loop, which every call runs.)"""
+def _bound(value: Any, left: int, depth: int) -> int:
+    """`left` less the bound of `value`; negative when out of budget or unknown."""
     kind = type(value)
-    if kind is _dict or kind in _plain:
+    if kind is dict or kind in PLAIN_DICTS:
         if depth > MAX_DEPTH:
             return -1
         left -= 2 + 2 * len(value)  # braces, and a colon and a comma for each key
         for key, item in value.items():  # the common leaves inline: no call for them
-            if type(key) is not _str:
+            if type(key) is not str:
                 return -1
             kind = type(item)
-            if kind is _str:
+            if kind is str:
                 left -= 6 * (len(key) + len(item)) + 4
                 continue
             left -= 6 * len(key) + 2
-            size = _sizes.get(kind)
+            size = LEAF_BOUNDS.get(kind)
             if size is not None:
                 left -= size
-            elif kind is _int and INT_MIN <= item < INT_MAX:
+            elif kind is int and INT_MIN <= item < INT_MAX:
                 left -= INT_BOUND
-            elif kind is _datetime and (item.tzinfo is None or item.tzinfo is _utc):
+            elif kind is dt.datetime and (item.tzinfo is None or item.tzinfo is _UTC):
                 left -= DATETIME_BOUND
-            elif kind is not _dict and id(item) in _constant:  # known: no walk
-                left -= _constant[id(item)]
+            elif kind is not dict and id(item) in CONSTANT_BOUNDS:  # known: no walk
+                left -= CONSTANT_BOUNDS[id(item)]
             else:
                 left = _bound(item, left, depth + 1)
                 if left < 0:
