@@ -246,6 +246,10 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", f"7. steady floor (the same 5 calls/ms, each the floor's encode + put, no "
                   f"library, no thread): p50 / p99 / p99.9 / max {cells} µs — this machine's "
                   "own tail."]  # fmt: skip
+        ratio = ratios.get("steady_p99_us", {}).get("floor")
+        if ratio is not None:  # a tail target below the floor cannot be met on this machine
+            lines.append(f"   Its p99 ÷ Segment's: {ratio:.2f}×; its slowest trial's slowest "
+                         f"call: {steady[3]['max']:,.0f} µs.")  # fmt: skip
     invalid = [t for t in results.get("trials", []) if not t.get("valid")]
     lines += ["", f"Invalid or failed trials (left out of the medians): {len(invalid)}."]
     for trial in invalid:
