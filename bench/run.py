@@ -109,6 +109,18 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+def where(path: str) -> str:
+    """Which checkout a worker imported, without this machine's paths: relative to this
+    checkout, or to its site-packages when installed."""
+    file = Path(path).resolve()
+    if file.is_relative_to(BENCH_DIR.parent):
+        return str(file.relative_to(BENCH_DIR.parent))
+    parts = file.parts
+    if "site-packages" in parts:
+        return str(Path(*parts[parts.index("site-packages") :]))
+    return file.name
+
+
 def run_worker(cmd: list[str], timeout: float, log_path: Path) -> tuple[dict[str, Any], str]:
     """Run one worker; its result line, or an error. Its stderr goes to `log_path`."""
     with open(log_path, "w") as log:
@@ -122,6 +134,8 @@ def run_worker(cmd: list[str], timeout: float, log_path: Path) -> tuple[dict[str
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
             result: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
+            if "file" in result:
+                result["file"] = where(result["file"])
             return result, ""
     return {}, f"exit {proc.returncode}, no result (see {log_path.relative_to(BENCH_DIR)})"
 
