@@ -286,10 +286,9 @@ class Consumer:
             self._ahead = []  # some meanwhile): forget the rest
         else:
             self._ahead = ahead[count:]
-        if count == len(run):
-            return [data for _, data in ahead[:count]]
         datas = [data for _, data in ahead[:count]]
-        datas += self.encode_many(run[count:])
+        if count < len(run):
+            datas += self.encode_many(run[count:])
         return datas
 
     def _add_run(self, run: list[Message]) -> bool:

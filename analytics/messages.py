@@ -123,22 +123,18 @@ def copy_mapping(name: str, value: Any) -> dict[str, Any]:
     """A copy of a mapping argument: dicts, lists, tuples and sets in it copied all the way
     down, models read as their data (`encode.reader`), tz-aware datetimes made `aware`,
     everything else (str, numbers, naive and UTC datetimes, objects) shared."""
-    given = _checked(name, value)
-    try:  # as _deepen does, one call less: this is every call's copy
-        return _quick(dict(given), 1)
-    except _TooDeep:
-        return _careful(dict(given), 0, {id(given)})  # type: ignore[no-any-return]
+    return copy_mapping_sized(name, value, False)[0]
 
 
-def copy_mapping_sized(name: str, value: Any) -> tuple[dict[str, Any], int]:
-    """`copy_mapping`, and the bound of the copy's JSON (-1: not known). The bound only
-    where the call uses it (`encode.BOUND_PAYS`: the json module's encoding)."""
-    if not _encoding.BOUND_PAYS:
-        return copy_mapping(name, value), -1
+def copy_mapping_sized(name: str, value: Any, sized: bool) -> tuple[dict[str, Any], int]:
+    """`copy_mapping`, and with `sized` the bound of the copy's JSON (-1: not known, or not
+    `sized`). The builders ask for it where the call uses it (`encode.BOUND_PAYS`)."""
     given = _checked(name, value)
     copied = dict(given)
-    try:
-        return copied, _quick_sized(copied, 1)
+    try:  # as _deepen does, one call less: this is every call's copy
+        if sized:
+            return copied, _quick_sized(copied, 1)
+        return _quick(copied, 1), -1
     except _TooDeep:
         return _careful(dict(given), 0, {id(given)}), -1
 
@@ -151,9 +147,7 @@ _LIBRARY_ONLY_BOUND = CONSTANT_BOUNDS[id(_LIBRARY_ONLY)]
 def _optional(name: str, value: Any) -> tuple[Mapping[str, Any], int]:
     if value is None:
         return _EMPTY, _EMPTY_BOUND
-    if _encoding.BOUND_PAYS:
-        return copy_mapping_sized(name, value)
-    return copy_mapping(name, value), -1
+    return copy_mapping_sized(name, value, _encoding.BOUND_PAYS)
 
 
 def _deepen(copied: dict[Any, Any], given: Any = None) -> dict[Any, Any]:
@@ -307,6 +301,7 @@ _UTC = dt.timezone.utc
 
 _COMMON_KEYS = ("type", "messageId", "timestamp", "context", "integrations")
 _COMMON_BOUND = 2 + sum(6 * len(key) + 4 for key in _COMMON_KEYS)  # braces, keys, colons
+_USER_ID_KEY = 6 * len("userId") + 4  # the entry's key, as _entry counts it
 
 
 def _common(
@@ -323,13 +318,13 @@ def _common(
         if context is None:
             ctx, size = _LIBRARY_ONLY, _LIBRARY_ONLY_BOUND
         else:
-            ctx, size = copy_mapping_sized("context", context)
+            ctx, size = copy_mapping_sized("context", context, _encoding.BOUND_PAYS)
             ctx["library"] = LIBRARY  # bounded as one entry more (it may replace one)
             size = _entry(size, "library", _LIBRARY_BOUND)
         if integrations is None:
             extra, bound = _EMPTY, _EMPTY_BOUND
         else:
-            extra, bound = copy_mapping_sized("integrations", integrations)
+            extra, bound = copy_mapping_sized("integrations", integrations, _encoding.BOUND_PAYS)
         size = -1 if bound < 0 or size < 0 else size + bound
     else:
         # deep_merge and {**...} make new dicts: one copy of the containers in them is enough
@@ -369,7 +364,8 @@ def _identified(
     msg, size = common
     if uid is not None:
         msg["userId"] = uid
-        size = size + 6 * len(uid) + 42 if size >= 0 and type(uid) is str else -1  # key: 40
+        # _entry(size, "userId", _text_bound(uid)) inline: this is nearly every call
+        size = size + _USER_ID_KEY + 6 * len(uid) + 2 if size >= 0 and type(uid) is str else -1
     if aid is not None:
         msg["anonymousId"] = aid
         size = _entry(size, "anonymousId", _text_bound(aid))
