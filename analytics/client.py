@@ -225,10 +225,13 @@ class Client:
             msg, bound = shaped, -1
         # The size check: the consumer encodes the message for the wire; the call encodes it
         # too only when the bound cannot tell (another protocol's encoding, odd values, big).
-        # The builder's bound comes with the copy; a walk (`size_bound`) if it had none.
+        # The builder's bound comes with the copy; a walk (`size_bound`) only if it had none:
+        # a bound past the limit is what the walk would find too, so that one is encoded.
         data = None
-        if not (self._bounded and encoding.BOUND_PAYS) or (
-            not 0 <= bound <= MAX_MESSAGE_BYTES and size_bound(msg, MAX_MESSAGE_BYTES) < 0
+        if (
+            not (self._bounded and encoding.BOUND_PAYS)
+            or bound > MAX_MESSAGE_BYTES
+            or (bound < 0 and size_bound(msg, MAX_MESSAGE_BYTES) < 0)
         ):
             data = self._encode(msg)
             if len(data) > MAX_MESSAGE_BYTES:

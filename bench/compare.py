@@ -6,8 +6,8 @@ Segment's beside both, alternating trial by trial in fresh processes.
 
 Scenarios: `idle` (µs per `track()` with nothing being sent), `caller` (µs per `track()` in
 a 50,000-call burst while delivering), `e2e` (messages/s, first call to flush) and `steady`
-(p99 of a call at 5 calls/ms while delivering). Prints a
-table of medians; writes nothing. The peers' venv is the one `make bench` builds.
+(p99 of a call at 5 calls/ms while delivering). Prints a table of medians; writes nothing.
+The peers' venv is the one `make bench` builds.
 """
 
 from __future__ import annotations

@@ -232,7 +232,7 @@ def test_a_scope_s_message_is_walked(json_backend) -> None:
     assert bound == -1 and msg["context"]["ip"] == "1.2.3.4"
 
 
-def test_a_message_past_the_limit_by_its_builder_s_bound_is_walked_then_encoded(
+def test_a_message_past_the_limit_by_its_builder_s_bound_is_encoded_at_the_call(
     json_backend, make_client, collector
 ):
     client = make_client()
